@@ -1,0 +1,136 @@
+"""Command line: ``python -m helpers run|make-sample``.
+
+Errors a user can fix (missing input, bad parameter, missing weights) print one line and
+exit with status 2; no stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from helpers import config, featurize, reduce
+from helpers.models import BACKBONES, WeightsNotFoundError
+
+USER_ERRORS = (ValueError, FileNotFoundError, WeightsNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the whole chain and write Parquet, figure and report")
+    run.add_argument(
+        "--input",
+        default=config.default_input(),
+        help="folder or URI of images, one folder per class (default: data_sample/)",
+    )
+    run.add_argument(
+        "--output",
+        default=config.default_output(),
+        help="folder or URI for the results (default: output/)",
+    )
+    run.add_argument(
+        "--model",
+        default="mobilenet_v2",
+        choices=sorted(BACKBONES),
+        help="feature extractor (default: mobilenet_v2)",
+    )
+    run.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (search Keras cache, $FRUITS_MODELS_DIR, ../shared/models, "
+        "then download), a weight file path/URI, or 'random' (tests only)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=featurize.DEFAULT_BATCH_SIZE,
+        help="images per model call (default: %(default)s)",
+    )
+    group = run.add_mutually_exclusive_group()
+    group.add_argument(
+        "--variance-threshold",
+        type=float,
+        default=reduce.DEFAULT_VARIANCE_THRESHOLD,
+        help="keep the fewest components explaining this share (default: %(default)s)",
+    )
+    group.add_argument("--k", type=int, default=None, help="keep exactly k components")
+    run.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="repartition the images into this many partitions (default: Spark's)",
+    )
+    run.add_argument(
+        "--master", default=None, help="Spark master (default: local[*] or the cluster's)"
+    )
+    run.add_argument(
+        "--event-log-dir",
+        default=None,
+        help="write Spark event logs here (default: <output>/spark-events when local)",
+    )
+
+    sample = sub.add_parser("make-sample", help="regenerate data_sample/ (deterministic)")
+    sample.add_argument("--output", default=config.default_input(), help="target folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "make-sample":
+            from helpers import sample_data
+
+            written = sample_data.write_sample(args.output)
+            print(f"wrote {len(written)} images under {args.output}")
+            return 0
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from helpers import storage
+    from helpers.pipeline import REPORT_FILE, RunParams, run
+    from helpers.spark_session import get_spark
+
+    params = RunParams(
+        input_uri=args.input,
+        output_uri=args.output,
+        model_name=args.model,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        variance_threshold=args.variance_threshold,
+        k=args.k,
+        num_partitions=args.partitions,
+    ).validate()
+    event_logs = args.event_log_dir
+    if event_logs is None and storage.is_local(args.output):
+        event_logs = storage.join(args.output, "spark-events")
+    spark = get_spark(args.master, event_log_dir=event_logs)
+    try:
+        result = run(params, spark)
+    finally:
+        spark.stop()
+    summary = {
+        "images": result.report["images"]["total"],
+        "featurized": result.report["images"]["featurized"],
+        "failed": result.report["images"]["failed"],
+        "k": result.report["pca"]["k"],
+        "explained_variance": result.report["pca"]["explained_variance"],
+        "images_per_s": result.report["throughput_images_per_s"],
+        "report": result.uri(REPORT_FILE),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,61 @@
+"""Where things are: project folders, the shared folder of models and sample images.
+
+Every location can be overridden with an environment variable, so the same code runs from a
+clone, from an installed wheel on EMR, or from a notebook started in another folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Environment variables read by the project.
+ENV_SHARED_DIR = "FRUITS_SHARED_DIR"  # folder holding models/ and fruits360-sample/
+ENV_MODELS_DIR = "FRUITS_MODELS_DIR"  # extra folders searched for weight files (os.pathsep list)
+
+
+def default_input() -> str:
+    """The dataset the project ships: ``data_sample/`` in Fruits-360 layout."""
+    return str(PROJECT_ROOT / "data_sample")
+
+
+def default_output() -> str:
+    """Local results folder (ignored by git)."""
+    return str(PROJECT_ROOT / "output")
+
+
+def shared_dir() -> Path | None:
+    """The shared folder beside the project (``../shared``), or ``$FRUITS_SHARED_DIR``.
+
+    Returns None when neither exists.
+    """
+    env = os.environ.get(ENV_SHARED_DIR)
+    if env:
+        path = Path(env).expanduser()
+        return path if path.is_dir() else None
+    cwd = Path.cwd()
+    candidates = [PROJECT_ROOT.parent / "shared"] + [p / "shared" for p in (cwd, *cwd.parents)]
+    for candidate in candidates:
+        if (candidate / "models").is_dir() or (candidate / "fruits360-sample").is_dir():
+            return candidate
+    return None
+
+
+def models_dirs() -> list[Path]:
+    """Folders searched for pretrained weight files, in order."""
+    dirs = [Path(p).expanduser() for p in os.environ.get(ENV_MODELS_DIR, "").split(os.pathsep) if p]
+    shared = shared_dir()
+    if shared is not None:
+        dirs.append(shared / "models")
+    return [d for d in dirs if d.is_dir()]
+
+
+def fruits360_sample_dir() -> Path | None:
+    """The 960 real Fruits-360 images kept beside the project, if present."""
+    shared = shared_dir()
+    if shared is None:
+        return None
+    path = shared / "fruits360-sample"
+    return path if path.is_dir() else None

@@ -1,0 +1,171 @@
+"""CNN features inside Spark: a pandas iterator UDF over Arrow batches of image bytes.
+
+The weight file goes to the executors once (``SparkContext.addFile``); each Python worker
+builds the model once (module-level cache, ``spark.python.worker.reuse``) and then streams
+batches through one compiled ``tf.function``. Images that fail to decode become rows with
+``features = null`` and an ``error`` reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from helpers import images, storage
+from helpers.models import Backbone, build_model, get_backbone, resolve_weights
+
+log = logging.getLogger(__name__)
+
+FEATURE_SCHEMA = T.StructType(
+    [
+        T.StructField("features", T.ArrayType(T.FloatType()), True),
+        T.StructField("error", T.StringType(), True),
+    ]
+)
+
+DEFAULT_BATCH_SIZE = 64
+
+# One model per (backbone, weights, threads) per Python worker process.
+_WORKER_MODELS: dict[tuple[str, str | None, int], object] = {}
+
+
+def ship_weights(spark: SparkSession, weights_path: str | None) -> str | None:
+    """Send the weight file to every executor once; return the name to look it up by."""
+    if weights_path is None:
+        return None
+    uri = weights_path if not storage.is_local(weights_path) else str(weights_path)
+    try:
+        spark.sparkContext.addFile(uri)
+    except Exception as err:
+        # Spark refuses a second file of the same name from another path; the same path
+        # added twice is accepted silently.
+        raise ValueError(f"cannot ship weights {storage.redact(uri)}: {err}") from None
+    return os.path.basename(uri.rstrip("/"))
+
+
+def feature_udf(backbone: Backbone, weights_name: str | None, batch_size: int, tf_threads: int):
+    """Build the pandas UDF: image bytes -> struct<features: array<float>, error: string>."""
+    name = backbone.name
+
+    @F.pandas_udf(FEATURE_SCHEMA)
+    def extract(contents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        model_fn = _worker_model(name, weights_name, tf_threads)
+        spec = get_backbone(name)
+        for batch in contents:
+            yield featurize_batch(spec, model_fn, batch.tolist(), batch_size)
+
+    return extract
+
+
+def featurize_batch(
+    backbone: Backbone, model_fn, contents: list[bytes | None], batch_size: int
+) -> pd.DataFrame:
+    """Decode and featurize a list of image bytes, ``batch_size`` images per model call.
+
+    Returns a frame with one row per input: ``features`` (float32 array or None) and
+    ``error`` (None or the reason the image could not be read).
+    """
+    features: list[np.ndarray | None] = [None] * len(contents)
+    errors: list[str | None] = [None] * len(contents)
+    for start in range(0, len(contents), batch_size):
+        pixels, rows = [], []
+        for row in range(start, min(start + batch_size, len(contents))):
+            try:
+                pixels.append(images.decode_rgb(contents[row], backbone.input_size))
+                rows.append(row)
+            except images.ImageDecodeError as err:
+                errors[row] = str(err)
+        if not pixels:
+            continue
+        out = np.asarray(model_fn(backbone.preprocess(np.stack(pixels))), dtype=np.float32)
+        for i, row in enumerate(rows):
+            features[row] = out[i]
+    return pd.DataFrame({"features": features, "error": errors})
+
+
+def _worker_model(name: str, weights_name: str | None, tf_threads: int):
+    key = (name, weights_name, tf_threads)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = load_inference_fn(name, _local_weights(weights_name), tf_threads)
+    return _WORKER_MODELS[key]
+
+
+def _local_weights(weights_name: str | None) -> str | None:
+    if weights_name is None:
+        return None
+    from pyspark import SparkFiles
+
+    return SparkFiles.get(weights_name)
+
+
+def load_inference_fn(name: str, weights_path: str | None, tf_threads: int = 0):
+    """Build the backbone and return a compiled ``batch -> features`` function.
+
+    ``tf_threads`` > 0 caps TensorFlow's thread pools, so that Spark's task slots times
+    TensorFlow's threads does not exceed the cores.
+    """
+    import tensorflow as tf
+
+    if tf_threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, tf_threads))
+        except RuntimeError:
+            pass  # TensorFlow already initialised in this process; keep its pools
+    backbone = get_backbone(name)
+    model = build_model(backbone, weights_path)
+    width, height = backbone.input_size
+    signature = [tf.TensorSpec([None, height, width, 3], tf.float32)]
+
+    @tf.function(input_signature=signature)
+    def infer(batch):
+        return model(batch, training=False)
+
+    return lambda batch: infer(tf.convert_to_tensor(batch)).numpy()
+
+
+def tf_threads_per_task(spark: SparkSession) -> int:
+    """TensorFlow threads per Python worker: the cores one Spark task may use."""
+    return max(1, int(spark.conf.get("spark.task.cpus", "1")))
+
+
+def add_features(
+    images_df: DataFrame,
+    model_name: str = "mobilenet_v2",
+    weights: str | None = "imagenet",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    content_col: str = "content",
+    tf_threads: int | None = None,
+) -> DataFrame:
+    """Replace the image bytes column with ``features`` (array<float>) and ``error`` (string).
+
+    Args:
+        images_df: rows with a binary ``content_col`` (as from :func:`helpers.ingest.list_images`).
+        model_name: a key of :data:`helpers.models.BACKBONES`.
+        weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
+        batch_size: images per model call inside a worker.
+        tf_threads: TensorFlow threads per worker; default one task's cores.
+
+    The result is lazy: nothing runs until it is written or counted.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    backbone = get_backbone(model_name)
+    spark = images_df.sparkSession
+    weights_name = ship_weights(spark, resolve_weights(backbone, weights))
+    threads = tf_threads if tf_threads is not None else tf_threads_per_task(spark)
+    extract = feature_udf(backbone, weights_name, batch_size, threads)
+    result: Column = extract(F.col(content_col))
+    others = [F.col(c) for c in images_df.columns if c != content_col]
+    return images_df.select(
+        *others,
+        result.getField("features").alias("features"),
+        result.getField("error").alias("error"),
+    )

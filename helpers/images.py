@@ -1,0 +1,96 @@
+"""Image decoding and resizing: pure functions on bytes and arrays, no Spark, no TensorFlow.
+
+Every way an input file can be bad ends in :class:`ImageDecodeError` with a short reason a
+person can read in the run report; nothing here crashes a Spark task or drops a file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Images with more pixels than this are refused before their pixels are decoded
+#: (decompression-bomb guard: a 100-byte PNG can declare 100k x 100k pixels).
+MAX_PIXELS = 50_000_000
+
+#: Resampling used to bring images to the model's input size. Bilinear is what Keras's own
+#: preprocessing layers and ``tf.image.resize`` use by default, so features match models
+#: served from Keras tooling; Pillow's version is antialiased when shrinking large photos.
+RESAMPLE = Image.Resampling.BILINEAR
+
+#: Transparent pixels are composited onto white, the background of Fruits-360 images.
+BACKGROUND = (255, 255, 255)
+
+
+class ImageDecodeError(ValueError):
+    """An input file that cannot be turned into an RGB image; ``str(err)`` is the reason."""
+
+
+def decode_rgb(data: bytes | None, size: tuple[int, int]) -> np.ndarray:
+    """Decode image bytes to an RGB ``uint8`` array of shape ``(height, width, 3)``.
+
+    Any mode is accepted (greyscale, 16-bit, palette, RGBA, CMYK); EXIF orientation is
+    applied so phone photos come out upright; transparency is composited on white.
+
+    Args:
+        data: the file's bytes.
+        size: ``(width, height)`` to resize to.
+
+    Raises:
+        ImageDecodeError: empty, truncated, oversized or non-image data.
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(
+                    f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+                )
+            # JPEG only: let libjpeg decode at a reduced scale that is still >= size.
+            img.draft("RGB", size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image: format not recognised") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(f"image too large: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+    if rgb.size != size:
+        rgb = rgb.resize(size, RESAMPLE)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded Pillow image of any mode to 8-bit RGB."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Pillow's own I -> RGB conversion clips at 255 instead of scaling 16-bit values.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        span = float(arr.max() - arr.min()) or 1.0
+        grey = ((arr - arr.min()) / span * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")

@@ -1,0 +1,180 @@
+"""Pretrained backbones by name, and where their weights come from.
+
+Weights are looked up in this order, first hit wins:
+
+1. an explicit file (``weights="/path/file.h5"`` or ``s3://...``),
+2. Keras's own cache (``$KERAS_HOME/models`` or ``~/.keras/models``) under Keras's file name,
+3. ``$FRUITS_MODELS_DIR`` folders and the shared ``models/`` folder beside the project,
+4. Keras's download (what ``weights="imagenet"`` does when online), into Keras's cache.
+
+When none works the error names the file and where to put it. Random weights are only ever
+used when asked for by name (``weights="random"``), which is meant for tests of other backbones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from helpers import config, storage
+
+log = logging.getLogger(__name__)
+
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No pretrained weight file could be found or downloaded."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A Keras application used as a feature extractor (no top, global average pooling)."""
+
+    name: str
+    keras_class: str  # attribute of keras.applications
+    keras_module: str  # keras.applications.<module> holding preprocess_input
+    input_size: tuple[int, int]  # (width, height)
+    feature_dim: int
+    weights_file: str  # file name in Keras's cache
+    weights_url: str
+
+    def preprocess(self, batch: np.ndarray) -> np.ndarray:
+        """Apply the model's own ``preprocess_input`` to an ``(n, h, w, 3)`` RGB batch."""
+        keras_apps = importlib.import_module("keras.applications")
+        module = getattr(keras_apps, self.keras_module)
+        return module.preprocess_input(batch.astype(np.float32, copy=True))
+
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            name="mobilenet_v2",
+            keras_class="MobileNetV2",
+            keras_module="mobilenet_v2",
+            input_size=(224, 224),
+            feature_dim=1280,
+            weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            weights_url=KERAS_WEIGHTS_URL + "mobilenet_v2/",
+        ),
+        Backbone(
+            name="resnet50",
+            keras_class="ResNet50",
+            keras_module="resnet50",
+            input_size=(224, 224),
+            feature_dim=2048,
+            weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            weights_url=KERAS_WEIGHTS_URL + "resnet/",
+        ),
+        Backbone(
+            name="vgg16",
+            keras_class="VGG16",
+            keras_module="vgg16",
+            input_size=(224, 224),
+            feature_dim=512,
+            weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            weights_url=KERAS_WEIGHTS_URL + "vgg16/",
+        ),
+        Backbone(
+            name="efficientnet_b0",
+            keras_class="EfficientNetB0",
+            keras_module="efficientnet",
+            input_size=(224, 224),
+            feature_dim=1280,
+            weights_file="efficientnetb0_notop.h5",
+            weights_url="https://storage.googleapis.com/keras-applications/",
+        ),
+    )
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """Look a backbone up by name (case-insensitive, ``-`` or ``_``)."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in BACKBONES:
+        raise ValueError(f"unknown model_name {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[key]
+
+
+def keras_cache_dir() -> Path:
+    """Keras's weight cache: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def resolve_weights(
+    backbone: Backbone, weights: str | None = "imagenet", download: bool = True
+) -> str | None:
+    """Find the backbone's weight file and return its path or URI.
+
+    Args:
+        backbone: the model.
+        weights: ``"imagenet"`` (default) to search as described in the module docstring,
+            a file path / URI to use that file, or ``"random"`` for random initialisation.
+        download: allow Keras's download as the last resort.
+
+    Returns:
+        A local path or remote URI of the weight file, or None for ``"random"``.
+
+    Raises:
+        WeightsNotFoundError: no file found; the message says which file and where to put it.
+    """
+    if weights == "random":
+        log.warning("%s: random weights requested; features will carry no meaning", backbone.name)
+        return None
+    if weights not in (None, "imagenet"):
+        if storage.is_local(weights) and not storage.local_path(weights).is_file():
+            raise WeightsNotFoundError(f"weights file not found: {weights}")
+        return weights
+
+    searched = [keras_cache_dir(), *config.models_dirs()]
+    for folder in searched:
+        candidate = folder / backbone.weights_file
+        if candidate.is_file():
+            return str(candidate)
+
+    if download:
+        try:
+            import keras
+
+            return keras.utils.get_file(
+                backbone.weights_file,
+                backbone.weights_url + backbone.weights_file,
+                cache_subdir="models",
+            )
+        except Exception as err:  # any network or HTTP failure
+            reason = f"download failed ({type(err).__name__}: {err})"
+    else:
+        reason = "download disabled"
+    places = ", ".join(str(p) for p in searched)
+    raise WeightsNotFoundError(
+        f"ImageNet weights for {backbone.name} not found: {reason}.\n"
+        f"Looked for {backbone.weights_file} in: {places}.\n"
+        f"Get it from {backbone.weights_url}{backbone.weights_file} and put it in "
+        f"{keras_cache_dir()} (or a folder named by ${config.ENV_MODELS_DIR}), "
+        f"or pass its path as the weights parameter."
+    )
+
+
+def build_model(backbone: Backbone, weights_path: str | None):
+    """Build the Keras feature extractor (no top, global average pooling).
+
+    ``weights_path`` None means random initialisation; callers get there only through
+    ``resolve_weights(..., weights="random")``.
+    """
+    import keras
+
+    width, height = backbone.input_size
+    cls = getattr(keras.applications, backbone.keras_class)
+    return cls(
+        include_top=False,
+        weights=weights_path,
+        input_shape=(height, width, 3),
+        pooling="avg",
+    )

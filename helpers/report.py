@@ -1,0 +1,81 @@
+"""The run report: a JSON file next to the outputs that says what a run did."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+from helpers import __version__, storage
+
+
+def build_report(
+    *,
+    params: Any,
+    counts: list[dict],
+    failures: list[dict],
+    failure_reasons: dict[str, int],
+    ignored: tuple[int, list[str]],
+    reduction: Any,
+    weights_path: str | None,
+    timings: dict[str, float],
+    total_seconds: float,
+    spark_version: str,
+    outputs: dict[str, str],
+) -> dict:
+    """Assemble the report dictionary (JSON-ready; no image bytes, no credentials)."""
+    n_images = sum(c["images"] for c in counts)
+    n_ok = sum(c["ok"] for c in counts)
+    featurize_s = timings.get("featurize") or 0.0
+    settings = asdict(params)
+    settings["input_uri"] = storage.redact(settings["input_uri"])
+    settings["output_uri"] = storage.redact(settings["output_uri"])
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "helpers_version": __version__,
+        "spark_version": spark_version,
+        "python_version": platform.python_version(),
+        "parameters": settings,
+        "images": {
+            "total": n_images,
+            "featurized": n_ok,
+            "failed": n_images - n_ok,
+            "labels": len({c["label"] for c in counts}),
+            "per_label_split": counts,
+        },
+        "failures": {
+            "count": n_images - n_ok,
+            "by_reason": failure_reasons,
+            "listed": failures,
+        },
+        "ignored_files": {"count": ignored[0], "examples": ignored[1]},
+        "model": {
+            "name": params.model_name,
+            "weights": params.weights if params.weights in ("imagenet", "random") else "file",
+            "weights_file": storage.redact(weights_path) if weights_path else None,
+        },
+        "pca": {
+            "k": reduction.k,
+            "variance_threshold": reduction.variance_threshold,
+            "explained_variance": round(reduction.explained_variance, 6),
+            "explained_variance_ratio": [
+                round(float(r), 8) for r in reduction.explained_variance_ratio[: reduction.k]
+            ],
+        },
+        "timings_s": {**timings, "total": round(total_seconds, 3)},
+        "throughput_images_per_s": round(n_images / featurize_s, 2) if featurize_s else None,
+        "outputs": {name: storage.redact(uri) for name, uri in outputs.items()},
+    }
+
+
+def write_report(report: dict, uri: str) -> None:
+    """Write the report as indented JSON to a local path or S3 URI."""
+    data = json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")
+    storage.write_bytes(uri, data, "application/json")
+
+
+def read_report(uri: str) -> dict:
+    """Read a report written by :func:`write_report`."""
+    return json.loads(storage.read_bytes(uri).decode("utf-8"))

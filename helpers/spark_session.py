@@ -1,0 +1,100 @@
+"""The one place that builds (or finds) the Spark session.
+
+On EMR Studio / a PySpark kernel a session already exists and its settings belong to the
+cluster: we reuse it untouched. Everywhere else we build one with the settings this pipeline
+relies on (Arrow for the pandas UDFs, Python worker reuse so the model is built once per
+worker, event logs for the monitoring notebook).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP_NAME = "fruits-pipeline"
+
+#: Settings applied to sessions this module builds. Rows per Arrow batch bounds the memory of
+#: one batch of JPEG bytes inside a Python worker (~5 KB per Fruits-360 image).
+BASE_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "1024",
+    "spark.python.worker.reuse": "true",
+    "spark.sql.parquet.compression.codec": "snappy",
+    # Small files: count each one as ~64 KB when packing files into read partitions, so a
+    # partition holds a few hundred images rather than 32 (the 4 MB default).
+    "spark.sql.files.openCostInBytes": str(64 * 1024),
+}
+
+#: Extra settings when Spark runs on this machine only.
+LOCAL_CONF: dict[str, str] = {
+    "spark.driver.memory": "4g",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "true",
+}
+
+
+def get_spark(
+    master: str | None = None,
+    app_name: str = DEFAULT_APP_NAME,
+    conf: dict[str, str] | None = None,
+    event_log_dir: str | None = None,
+) -> SparkSession:
+    """Return the active Spark session, or build one.
+
+    Args:
+        master: Spark master URL (``local[*]``, ``spark://host:7077``, ``yarn``). None means
+            the environment's default (``local[*]`` outside a cluster).
+        app_name: application name shown in the Spark UI.
+        conf: extra settings, applied after the defaults.
+        event_log_dir: folder or URI for Spark event logs (read by the monitoring notebook);
+            created when local. None leaves event logging as the cluster has it.
+
+    An existing session (EMR Studio, a notebook kernel, a test fixture) is returned as is.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        log.info("Using the existing Spark session (master %s)", active.sparkContext.master)
+        return active
+
+    resolved_master = master or os.environ.get("SPARK_MASTER") or "local[*]"
+    settings = dict(BASE_CONF)
+    if _runs_on_this_machine(resolved_master):
+        settings.update(LOCAL_CONF)
+        # Executors started on this machine must use this interpreter (and its packages),
+        # not whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if event_log_dir:
+        from helpers import storage
+
+        if storage.is_local(event_log_dir):
+            storage.local_path(event_log_dir).mkdir(parents=True, exist_ok=True)
+        settings["spark.eventLog.enabled"] = "true"
+        settings["spark.eventLog.dir"] = storage.to_spark_uri(event_log_dir)
+    settings.update(conf or {})
+
+    builder = SparkSession.builder.master(resolved_master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("FRUITS_SPARK_LOG_LEVEL", "WARN"))
+    log.info(
+        "Started Spark %s (master %s, UI %s)",
+        spark.version,
+        resolved_master,
+        spark.sparkContext.uiWebUrl,
+    )
+    return spark
+
+
+def _runs_on_this_machine(master: str) -> bool:
+    return master.startswith("local") or master.startswith(("spark://127.", "spark://localhost"))
+
+
+def default_parallelism(spark: SparkSession) -> int:
+    """Number of task slots Spark reports (at least 1)."""
+    return max(1, int(spark.sparkContext.defaultParallelism))
