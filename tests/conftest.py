@@ -1,0 +1,86 @@
+"""Shared fixtures: one local Spark session, the real Fruits-360 sample, their features."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import config
+from helpers.models import get_backbone, resolve_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _require(path: Path | None, what: str) -> Path:
+    if path is None or not path.exists():
+        pytest.fail(
+            f"{what} not found: put the shared folder beside the project (../shared) "
+            f"or set ${config.ENV_SHARED_DIR}"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def fruits_sample() -> Path:
+    """The 960 real Fruits-360 images (24 classes x 40) from the shared folder."""
+    return _require(config.fruits360_sample_dir(), "fruits360-sample")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> str:
+    """Path of the ImageNet MobileNetV2 no-top weights, found without network."""
+    return resolve_weights(get_backbone("mobilenet_v2"), "imagenet", download=False)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A local Spark session with two task slots, shared by the whole test run."""
+    from helpers.spark_session import get_spark
+
+    session = get_spark(
+        "local[2]",
+        app_name="fruits-tests",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.local.dir": str(tmp_path_factory.mktemp("spark-local")),
+        },
+    )
+    yield session
+    session.stop()
+
+
+def featurize_to_pandas(spark, folder: Path, weights: str, model_name: str = "mobilenet_v2"):
+    """Features of every image under ``folder`` computed through Spark, as a pandas frame."""
+    from helpers.featurize import add_features
+    from helpers.ingest import list_images
+
+    df = add_features(list_images(spark, str(folder)), model_name, weights, batch_size=32)
+    pdf = df.select("path", "label", "features", "error").toPandas()
+    return pdf.sort_values("path").reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def sample_features(spark, fruits_sample, mobilenet_weights) -> pd.DataFrame:
+    """ImageNet MobileNetV2 features of the 960 sample images, computed through Spark."""
+    return featurize_to_pandas(spark, fruits_sample, mobilenet_weights)
+
+
+def feature_matrix(pdf: pd.DataFrame) -> np.ndarray:
+    return np.stack(pdf["features"].to_numpy()).astype(np.float64)
+
+
+@pytest.fixture
+def small_real_set(tmp_path, fruits_sample) -> Path:
+    """A Fruits-360-layout folder with 4 real images of 3 classes (12 files)."""
+    target = tmp_path / "real"
+    for cls in ("Banana", "Kiwi", "Lemon"):
+        files = sorted((fruits_sample / cls).glob("*.jpg"))[:4]
+        (target / "Training" / cls).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, target / "Training" / cls / f.name)
+    return target
