@@ -67,7 +67,9 @@ def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
     """A tiny PNG whose header declares ``width x height`` pixels (decompression bomb)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
@@ -75,3 +77,13 @@ def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
 
 
 TEXT_AS_JPEG = b"<html><body>this is not an image</body></html>\n"
+
+
+def on_textured_background(jpeg: bytes, seed: int, white_level: int = 230) -> bytes:
+    """Replace a Fruits-360 image's white background with a random coloured texture (PNG)."""
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float32)
+    background = rgb.min(axis=-1) > white_level
+    rng = np.random.default_rng(seed)
+    texture = rng.uniform(40, 200, 3) + rng.normal(0, 25, rgb.shape)
+    out = np.where(background[..., None], texture, rgb)
+    return encode(Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB"), "PNG")

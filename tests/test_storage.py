@@ -7,7 +7,13 @@ from helpers import storage
 
 @pytest.mark.parametrize(
     "uri,expected",
-    [("data/x", ""), ("/abs/x", ""), ("file:///a/b", "file"), ("s3://b/k", "s3"), ("S3A://b/k", "s3a")],
+    [
+        ("data/x", ""),
+        ("/abs/x", ""),
+        ("file:///a/b", "file"),
+        ("s3://b/k", "s3"),
+        ("S3A://b/k", "s3a"),
+    ],
 )
 def test_scheme(uri, expected):
     assert storage.scheme(uri) == expected
