@@ -1,0 +1,84 @@
+"""Spark's StandardScaler + PCA agree with NumPy on the same matrix."""
+
+import numpy as np
+import pytest
+from pyspark.sql import types as T
+
+from helpers.reduce import choose_k, fit_reduction
+from tests.conftest import feature_matrix
+
+pytestmark = pytest.mark.spark
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("path", T.StringType()),
+        T.StructField("features", T.ArrayType(T.FloatType())),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def features_df(spark, sample_features):
+    rows = [
+        (p, [float(x) for x in f])
+        for p, f in zip(sample_features["path"], sample_features["features"])
+    ]
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def numpy_pca(sample_features):
+    x = feature_matrix(sample_features)
+    std = x.std(axis=0, ddof=1)
+    # Spark's StandardScaler leaves constant columns at 0 instead of dividing by 0.
+    z = np.where(std > 0, (x - x.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    return z, s**2 / np.sum(s**2), vt
+
+
+@pytest.fixture(scope="module")
+def reduction_90(features_df):
+    return fit_reduction(features_df, variance_threshold=0.9)
+
+
+def test_explained_variance_matches_numpy_svd(reduction_90, numpy_pca):
+    _, ratios, _ = numpy_pca
+    spark_ratios = reduction_90.explained_variance_ratio
+    # every component carrying variance (the matrix has rank <= n - 1 = 959)
+    meaningful = ratios > 1e-9
+    n = int(meaningful.sum())
+    assert n > 500
+    rel = np.abs(spark_ratios[:n] - ratios[:n]) / ratios[:n]
+    assert rel.max() < 1e-6
+
+
+def test_k_is_smallest_reaching_threshold(reduction_90, numpy_pca):
+    _, ratios, _ = numpy_pca
+    cumulative = np.cumsum(ratios)
+    k = reduction_90.k
+    assert cumulative[k - 1] >= 0.9 > cumulative[k - 2]
+    assert reduction_90.explained_variance == pytest.approx(cumulative[k - 1], rel=1e-6)
+    # the kept model really has k components
+    assert len(reduction_90.model.stages[-1].explainedVariance) == k
+    for threshold in (0.5, 0.8, 0.95, 0.99):
+        chosen = choose_k(reduction_90.explained_variance_ratio, threshold)
+        assert cumulative[chosen - 1] >= threshold > cumulative[chosen - 2]
+
+
+def test_projection_matches_numpy_up_to_sign(features_df, numpy_pca):
+    z, _, vt = numpy_pca
+    reduction = fit_reduction(features_df, k=5)
+    out = reduction.transform(features_df).orderBy("path").toPandas()
+    got = np.stack(out["pca"].to_numpy())
+    expected = z @ vt[:5].T
+    assert got.shape == (960, 5)
+    for i in range(5):
+        sign = np.sign(got[:, i] @ expected[:, i])
+        np.testing.assert_allclose(
+            sign * got[:, i], expected[:, i], atol=1e-6 * np.abs(expected).max()
+        )
+
+
+def test_fixed_k_out_of_range_is_refused(features_df):
+    with pytest.raises(ValueError, match="k must be between 1 and the feature size 1280"):
+        fit_reduction(features_df, k=5000)
