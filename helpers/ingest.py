@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -97,10 +98,36 @@ def list_images(
         F.col("length").alias("size_bytes"),
         F.col("modificationTime").alias("modified"),
         F.col("content"),
-    )
+    ).unionByName(_empty_files(spark, raw))
     if num_partitions:
         df = df.repartition(num_partitions)
     return df
+
+
+def _empty_files(spark: SparkSession, raw: DataFrame) -> DataFrame:
+    """Rows for the zero-byte image files, which Spark's file scan skips without a word.
+
+    The listing (``inputFiles``, no file is opened) minus the paths the scan returns; their
+    ``content`` is null so they come out of featurization as "empty file" errors.
+    """
+    listed = [(_from_uri(u),) for u in raw.inputFiles()]
+    listed_df = spark.createDataFrame(listed, "path string")
+    empty = listed_df.join(raw.select("path"), "path", "left_anti")
+    return empty.select(
+        F.col("path"),
+        label_column(F.col("path")).alias("label"),
+        split_column(F.col("path")).alias("split"),
+        F.lit(0).cast("long").alias("size_bytes"),
+        F.lit(None).cast("timestamp").alias("modified"),
+        F.lit(None).cast("binary").alias("content"),
+    )
+
+
+def _from_uri(uri: str) -> str:
+    """``inputFiles()`` gives encoded URIs (``file:///a%20b``); the scan's ``path`` column
+    holds Hadoop's decoded form (``file:/a b``)."""
+    decoded = unquote(uri)
+    return "file:/" + decoded[len("file:///") :] if decoded.startswith("file:///") else decoded
 
 
 def ignored_files(spark: SparkSession, input_uri: str, limit: int = 20) -> tuple[int, list[str]]:
