@@ -12,7 +12,7 @@ import logging
 import sys
 
 from helpers import config, featurize, reduce
-from helpers.models import BACKBONES, WeightsNotFoundError
+from helpers.models import BACKBONES, WeightsNotFoundError, get_backbone, resolve_weights
 
 USER_ERRORS = (ValueError, FileNotFoundError, WeightsNotFoundError)
 
@@ -115,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
         k=args.k,
         num_partitions=args.partitions,
     ).validate()
+    # Fail on missing weights before paying for a Spark start.
+    resolve_weights(get_backbone(params.model_name), params.weights)
     event_logs = args.event_log_dir
     if event_logs is None and storage.is_local(args.output):
         event_logs = storage.join(args.output, "spark-events")

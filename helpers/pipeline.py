@@ -37,7 +37,7 @@ MAX_LISTED_FAILURES = 1000
 
 @dataclass
 class RunParams:
-    """Everything a run needs; validated before Spark starts."""
+    """Everything a run needs; :meth:`validate` checks it before Spark starts."""
 
     input_uri: str
     output_uri: str
@@ -58,6 +58,8 @@ class RunParams:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
+        if storage.is_local(self.input_uri):
+            ingest.check_local_input(self.input_uri)
         return self
 
 
@@ -91,8 +93,6 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
         helpers.models.WeightsNotFoundError: no pretrained weights available.
     """
     params.validate()
-    if storage.is_local(params.input_uri):
-        ingest.check_local_input(params.input_uri)
     weights_path = resolve_weights(get_backbone(params.model_name), params.weights)
     spark = spark or get_spark()
     out = params.output_uri

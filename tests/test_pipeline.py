@@ -92,7 +92,7 @@ def test_rerun_overwrites_and_writes_every_output(spark, small_real_set, tmp_pat
         ({"k": 0}, "k must be >= 1"),
     ],
 )
-def test_bad_parameters_are_named(override, message, tmp_path):
-    params = RunParams(str(tmp_path), str(tmp_path / "out"), **override)
+def test_bad_parameters_are_named(override, message, small_real_set, tmp_path):
+    params = RunParams(str(small_real_set), str(tmp_path / "out"), **override)
     with pytest.raises(ValueError, match=message):
         params.validate()

@@ -1,0 +1,65 @@
+"""The command line as README tells users to run it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def helpers_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_readme_commands_are_the_makefile_targets():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True)
+    assert "-m helpers run" in dry.stdout
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_main_job_on_data_sample(tmp_path):
+    """What `make run` runs, on the default input, into a temporary output folder."""
+    out = tmp_path / "output"
+    done = helpers_cli("run", "--output", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["images"] == summary["featurized"] == 132
+    assert (out / "features" / "_SUCCESS").exists()
+    assert (out / "reduced" / "_SUCCESS").exists()
+    assert (out / "explained_variance.png").stat().st_size > 10_000
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["images"]["labels"] == 6
+    assert {c["split"] for c in report["images"]["per_label_split"]} == {"Training", "Test"}
+    assert report["model"]["weights_file"].endswith(
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    )
+    assert "stage featurize: done" in done.stderr
+    assert list((out / "spark-events").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--input", "no/such/folder"], "error: input not found"),
+        (["--batch-size", "0"], "error: batch_size must be a positive integer"),
+        (["--variance-threshold", "0"], "error: variance_threshold must be in (0, 1]"),
+        (["--weights", "missing.h5"], "error: weights file not found"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
+    done = helpers_cli("run", "--output", str(tmp_path / "out"), *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
