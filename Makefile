@@ -8,7 +8,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup run test lint sample clean
+.PHONY: setup run run-cli test lint sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
 	touch $@
 
+# The main job: notebooks 01-04 headless (papermill); executed copies in $(OUTPUT)/notebooks.
 run: setup
+	$(BIN)/python -m helpers notebooks -p INPUT_URI "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
+
+# The same chain without notebooks (as an EMR step would run it).
+run-cli: setup
 	$(BIN)/python -m helpers run --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 lint: setup
@@ -31,6 +36,13 @@ test: lint
 
 sample: setup
 	$(BIN)/python -m helpers make-sample --output data_sample
+
+# After changing a notebook: run them all, then keep only the outputs nbval compares.
+notebooks-refresh: setup
+	$(BIN)/python -m helpers notebooks --output "$(OUTPUT)"
+	for nb in notebooks/*.ipynb; do \
+	  $(BIN)/python -c "import sys; from helpers.notebooks import keep_checked_outputs as k; \
+	  k(sys.argv[1], sys.argv[2])" "$(OUTPUT)/notebooks/$$(basename $$nb)" "$$nb"; done
 
 clean:
 	rm -rf output .pytest_cache spark-warehouse

@@ -73,6 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="write Spark event logs here (default: <output>/spark-events when local)",
     )
 
+    books = sub.add_parser(
+        "notebooks", help="execute notebooks 01-04 headless with papermill (the main job)"
+    )
+    books.add_argument(
+        "-f",
+        "--parameters-file",
+        default=None,
+        help="YAML file of notebook parameters (e.g. INPUT_URI: s3://...)",
+    )
+    books.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="one parameter (YAML value), repeatable",
+    )
+    books.add_argument(
+        "--output",
+        default=None,
+        help="OUTPUT_URI for all notebooks; executed copies go to <output>/notebooks",
+    )
+    books.add_argument(
+        "--kernel", default=None, help="Jupyter kernel (default: the notebooks' own)"
+    )
+
     sample = sub.add_parser("make-sample", help="regenerate data_sample/ (deterministic)")
     sample.add_argument("--output", default=config.default_input(), help="target folder")
     return parser
@@ -88,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "notebooks":
+            return _notebooks(args)
         if args.command == "make-sample":
             from helpers import sample_data
 
@@ -97,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a notebook that failed: its executed copy has the details
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 1
 
 
@@ -135,4 +167,20 @@ def _run(args: argparse.Namespace) -> int:
         "report": result.uri(REPORT_FILE),
     }
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    import yaml
+
+    from helpers.notebooks import run_notebooks
+
+    parameters: dict = {}
+    if args.parameters_file:
+        with open(args.parameters_file, encoding="utf-8") as handle:
+            parameters.update(yaml.safe_load(handle) or {})
+    for name, value in args.parameter:
+        parameters[name] = yaml.safe_load(value)
+    written = run_notebooks(parameters, output_uri=args.output, kernel_name=args.kernel)
+    print("\n".join(written))
     return 0

@@ -94,3 +94,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def probe(data: bytes | None) -> tuple[int, int, str, str]:
+    """Read only the header: ``(width, height, mode, format)``.
+
+    Raises:
+        ImageDecodeError: empty or non-image data.
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.width, img.height, img.mode, img.format or ""
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image: format not recognised") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(f"image too large: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
 
-from helpers import featurize, ingest, plots, reduce, report, storage
+from helpers import featurize, ingest, inventory, plots, reduce, report, storage
 from helpers.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
@@ -33,6 +33,8 @@ FIGURE_FILE = "explained_variance.png"
 REPORT_FILE = "run_report.json"
 #: Failed files listed one by one in the report (all are counted; all stay in features/).
 MAX_LISTED_FAILURES = 1000
+#: Seed of ``sample_fraction`` sampling, so a sampled run is repeatable.
+SAMPLE_SEED = 360
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RunParams:
     variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD
     k: int | None = None
     num_partitions: int | None = None
+    sample_fraction: float = 1.0
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
@@ -54,8 +57,9 @@ class RunParams:
         if int(self.batch_size) <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         reduce.validate_threshold(self.variance_threshold)
-        if self.k is not None and int(self.k) < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        reduce.validate_k(self.k)
+        if not 0.0 < float(self.sample_fraction) <= 1.0:
+            raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         if storage.is_local(self.input_uri):
@@ -69,7 +73,7 @@ class RunResult:
 
     output_uri: str
     report: dict
-    timings: dict[str, float] = field(default_factory=dict)
+    reduction: reduce.Reduction
 
     def uri(self, name: str) -> str:
         return storage.join(self.output_uri, name)
@@ -89,18 +93,40 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
 
     Raises:
         ValueError: a bad parameter (named in the message).
-        helpers.ingest.InputError: missing or empty input.
+        helpers.ingest.InputError: missing or empty input, or no readable image.
         helpers.models.WeightsNotFoundError: no pretrained weights available.
     """
+    started = time.perf_counter()
+    extraction = extract_features(params, spark)
+    reduction, final = reduce_features(
+        params.output_uri, params.k, params.variance_threshold, extraction.spark
+    )
+    final["timings_s"]["total"] = round(time.perf_counter() - started, 3)
+    report.write_report(final, storage.join(params.output_uri, REPORT_FILE))
+    return RunResult(params.output_uri, final, reduction)
+
+
+@dataclass
+class Extraction:
+    """What :func:`extract_features` wrote: the stored features and the report so far."""
+
+    spark: SparkSession
+    features: DataFrame
+    report: dict
+
+
+def extract_features(params: RunParams, spark: SparkSession | None = None) -> Extraction:
+    """List, decode and featurize the images; write ``features/`` and start the run report."""
     params.validate()
     weights_path = resolve_weights(get_backbone(params.model_name), params.weights)
     spark = spark or get_spark()
     out = params.output_uri
     timings: dict[str, float] = {}
-    started = time.perf_counter()
 
     with _stage(timings, "featurize"):
         images = ingest.list_images(spark, params.input_uri, params.num_partitions)
+        if params.sample_fraction < 1.0:
+            images = images.sample(fraction=params.sample_fraction, seed=SAMPLE_SEED)
         features = featurize.add_features(
             images, params.model_name, weights_path or "random", int(params.batch_size)
         )
@@ -108,21 +134,53 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
     stored = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
 
     with _stage(timings, "inventory"):
-        counts = inventory(stored)
-        failures = failed_images(stored, MAX_LISTED_FAILURES)
-        reasons = failure_reasons(stored)
-        ignored_count, ignored_examples = ingest.ignored_files(spark, params.input_uri)
+        counts = inventory.label_split_counts(stored)
+        failures = inventory.failed_images(stored, MAX_LISTED_FAILURES)
+        reasons = inventory.failure_reasons(stored)
+        ignored = ingest.ignored_files(spark, params.input_uri)
+
+    run_report = report.extraction_report(
+        params=params,
+        counts=counts,
+        failures=failures,
+        failure_reasons=reasons,
+        ignored=ignored,
+        weights_path=weights_path,
+        timings=timings,
+        spark_version=spark.version,
+        features_uri=storage.join(out, FEATURES_DIR),
+    )
+    report.write_report(run_report, storage.join(out, REPORT_FILE))
     if sum(c["ok"] for c in counts) == 0:
         n_files = sum(c["images"] for c in counts)
-        raise ingest.InputError(
-            f"none of the {n_files} image files could be read, for example "
-            f"{failures[0]['path']}: {failures[0]['error']}"
-        )
+        example = f", for example {failures[0]['path']}: {failures[0]['error']}" if failures else ""
+        raise ingest.InputError(f"none of the {n_files} image files could be read{example}")
+    return Extraction(spark, stored, run_report)
 
+
+def reduce_features(
+    output_uri: str,
+    k: int | None = None,
+    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD,
+    spark: SparkSession | None = None,
+) -> tuple[reduce.Reduction, dict]:
+    """Fit scaler + PCA on ``<output_uri>/features``; write ``reduced/``, the model and the
+    figure; add the PCA section to the run report. Returns the reduction and the report."""
+    reduce.validate_threshold(variance_threshold)
+    reduce.validate_k(k)
+    spark = spark or get_spark()
+    out = output_uri
+    report_uri = storage.join(out, REPORT_FILE)
+    try:
+        stored = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
+        run_report = report.read_report(report_uri)
+    except (AnalysisException, FileNotFoundError):
+        raise ingest.InputError(
+            f"no features under {storage.redact(out)}: run the feature extraction first"
+        ) from None
+    timings = run_report["timings_s"]
     with _stage(timings, "reduce"):
-        reduction = reduce.fit_reduction(
-            stored, k=params.k, variance_threshold=params.variance_threshold
-        )
+        reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
         reduced.write.mode("overwrite").parquet(_spark_uri(out, REDUCED_DIR))
         reduction.model.write().overwrite().save(_spark_uri(out, MODEL_DIR))
@@ -130,70 +188,17 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
             reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
         )
         storage.write_bytes(storage.join(out, FIGURE_FILE), plots.figure_png(fig), "image/png")
-
-    total = time.perf_counter() - started
-    run_report = report.build_report(
-        params=params,
-        counts=counts,
-        failures=failures,
-        failure_reasons=reasons,
-        ignored=(ignored_count, ignored_examples),
-        reduction=reduction,
-        weights_path=weights_path,
-        timings=timings,
-        total_seconds=total,
-        spark_version=spark.version,
+    report.add_reduction(
+        run_report,
+        reduction,
         outputs={
-            "features": storage.join(out, FEATURES_DIR),
             "reduced": storage.join(out, REDUCED_DIR),
             "reduction_model": storage.join(out, MODEL_DIR),
             "figure": storage.join(out, FIGURE_FILE),
         },
     )
-    report.write_report(run_report, storage.join(out, REPORT_FILE))
-    return RunResult(out, run_report, timings)
-
-
-def inventory(features: DataFrame) -> list[dict]:
-    """Images per (label, split): total, readable (``ok``) and failed. Small, sorted."""
-    rows = (
-        features.groupBy("label", "split")
-        .agg(
-            F.count(F.lit(1)).alias("images"),
-            F.sum(F.when(F.col("error").isNull(), 1).otherwise(0)).alias("ok"),
-        )
-        .orderBy("split", "label")
-        .collect()
-    )
-    return [
-        {
-            "label": r.label,
-            "split": r.split,
-            "images": int(r.images),
-            "ok": int(r.ok),
-            "failed": int(r.images) - int(r.ok),
-        }
-        for r in rows
-    ]
-
-
-def failed_images(features: DataFrame, limit: int) -> list[dict]:
-    """The first ``limit`` unreadable files (by path) with their reasons."""
-    rows = (
-        features.filter(F.col("error").isNotNull())
-        .select("path", "error")
-        .orderBy("path")
-        .limit(limit)
-        .collect()
-    )
-    return [{"path": r.path, "error": r.error} for r in rows]
-
-
-def failure_reasons(features: DataFrame) -> dict[str, int]:
-    """Failed images per kind of reason (the text before the first colon)."""
-    kind = F.trim(F.split(F.col("error"), ":").getItem(0))
-    rows = features.filter(F.col("error").isNotNull()).groupBy(kind.alias("kind")).count().collect()
-    return {r.kind: int(r["count"]) for r in sorted(rows, key=lambda r: -r["count"])}
+    report.write_report(run_report, report_uri)
+    return reduction, run_report
 
 
 def _spark_uri(base: str, name: str) -> str:

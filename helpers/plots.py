@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # headless: EMR nodes and CI have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+def _finished(fig):
+    """Lay out and detach from pyplot: a notebook then shows the returned figure once (not
+    also as a stray pyplot figure), and scripts leak no open figures."""
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def explained_variance_figure(
@@ -49,13 +53,113 @@ def explained_variance_figure(
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="center right")
     ax.set_title("PCA on standardized CNN features")
-    fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 def figure_png(fig) -> bytes:
-    """Render a figure to PNG bytes and close it."""
+    """Render a figure to PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
+
+
+def counts_bar(table):
+    """Horizontal stacked bars: images per label, one colour per split."""
+    splits = [c for c in table.columns if c != "total"]
+    height = max(3.0, 0.28 * len(table) + 1.2)
+    fig, ax = plt.subplots(figsize=(8, height))
+    left = np.zeros(len(table))
+    for split in splits:
+        ax.barh(table.index, table[split], left=left, label=str(split))
+        left += table[split].to_numpy()
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.legend(title="split", loc="lower right")
+    ax.set_title("Images per label and split")
+    return _finished(fig)
+
+
+def thumbnail_grid(thumbs: list[tuple[str, bytes]], columns: int = 6):
+    """Grid of images with their labels; unreadable ones are shown as empty cells."""
+    import io as _io
+
+    from PIL import Image
+
+    rows = max(1, int(np.ceil(len(thumbs) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8))
+    for ax, item in zip(np.ravel(axes), thumbs + [None] * (rows * columns - len(thumbs))):
+        ax.axis("off")
+        if item is None:
+            continue
+        label, data = item
+        try:
+            ax.imshow(Image.open(_io.BytesIO(data)).convert("RGB"))
+        except Exception:  # an unreadable file: its cell stays empty, its label says so
+            label = f"{label}\n(unreadable)"
+        ax.set_title(label, fontsize=8)
+    return _finished(fig)
+
+
+def pca_scatter(points, label_col: str = "label", max_legend: int = 30):
+    """First two principal components, one colour per label."""
+    fig, ax = plt.subplots(figsize=(8, 6))
+    labels = sorted(points[label_col].unique())
+    cmap = plt.get_cmap("tab20", max(len(labels), 1))
+    for i, label in enumerate(labels):
+        sel = points[points[label_col] == label]
+        ax.scatter(sel["pc1"], sel["pc2"], s=10, color=cmap(i), label=label)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title("Images on the first two principal components")
+    if len(labels) <= max_legend:
+        ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _finished(fig)
+
+
+def stage_timeline(stages):
+    """Gantt chart: one bar per stage from submission to completion, coloured by job."""
+    done = stages.dropna(subset=["submitted_ms", "completed_ms"]).sort_values("submitted_ms")
+    t0 = done["submitted_ms"].min() if len(done) else 0
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.3 * len(done) + 1)))
+    cmap = plt.get_cmap("tab10")
+    for y, row in enumerate(done.itertuples()):
+        start = (row.submitted_ms - t0) / 1000
+        job = -1 if np.isnan(row.job_id) else int(row.job_id)
+        ax.barh(y, row.duration_s, left=start, color=cmap(job % 10))
+        ax.text(
+            start + row.duration_s,
+            y,
+            f"  stage {row.stage_id} (job {job})",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks([])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first stage started")
+    ax.set_title("Stage timeline")
+    return _finished(fig)
+
+
+def task_durations(tasks, stage_ids):
+    """Distribution of task durations for the given stages (box plot), to spot stragglers."""
+    data = [tasks.loc[tasks["stage_id"] == s, "duration_s"].dropna().to_numpy() for s in stage_ids]
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(stage_ids) + 2), 4))
+    ax.boxplot(data, showfliers=True)
+    ax.set_xticks(range(1, len(stage_ids) + 1), [str(s) for s in stage_ids])
+    ax.set_xlabel("stage")
+    ax.set_ylabel("task duration (s)")
+    ax.set_title("Task durations per stage")
+    return _finished(fig)
+
+
+def executor_usage(executors):
+    """Task time and GC time per executor."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ids = executors["executor_id"].astype(str)
+    ax.bar(ids, executors["task_time_s"].fillna(0), label="task time")
+    ax.bar(ids, executors["gc_time_s"].fillna(0), label="JVM GC time")
+    ax.set_xlabel("executor")
+    ax.set_ylabel("seconds")
+    ax.legend()
+    ax.set_title("Executor usage")
+    return _finished(fig)

@@ -32,6 +32,13 @@ def validate_threshold(variance_threshold: float) -> float:
     return float(variance_threshold)
 
 
+def validate_k(k: int | None) -> int | None:
+    """Check a fixed number of components is >= 1 (None: chosen from the threshold)."""
+    if k is not None and int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return k
+
+
 def choose_k(explained_variance_ratio: np.ndarray, variance_threshold: float) -> int:
     """Smallest k whose first k components explain at least ``variance_threshold``.
 

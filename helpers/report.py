@@ -1,4 +1,8 @@
-"""The run report: a JSON file next to the outputs that says what a run did."""
+"""The run report: a JSON file next to the outputs that says what a run did.
+
+Feature extraction starts it; the PCA step adds its section. It never holds image bytes or
+credentials (URIs are redacted).
+"""
 
 from __future__ import annotations
 
@@ -11,27 +15,26 @@ from typing import Any
 from helpers import __version__, storage
 
 
-def build_report(
+def extraction_report(
     *,
     params: Any,
     counts: list[dict],
     failures: list[dict],
     failure_reasons: dict[str, int],
     ignored: tuple[int, list[str]],
-    reduction: Any,
     weights_path: str | None,
     timings: dict[str, float],
-    total_seconds: float,
     spark_version: str,
-    outputs: dict[str, str],
+    features_uri: str,
 ) -> dict:
-    """Assemble the report dictionary (JSON-ready; no image bytes, no credentials)."""
+    """The report after feature extraction (JSON-ready)."""
     n_images = sum(c["images"] for c in counts)
     n_ok = sum(c["ok"] for c in counts)
     featurize_s = timings.get("featurize") or 0.0
     settings = asdict(params)
-    settings["input_uri"] = storage.redact(settings["input_uri"])
-    settings["output_uri"] = storage.redact(settings["output_uri"])
+    for key in ("input_uri", "output_uri", "weights"):
+        if settings.get(key):
+            settings[key] = storage.redact(settings[key])
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "helpers_version": __version__,
@@ -56,18 +59,23 @@ def build_report(
             "weights": params.weights if params.weights in ("imagenet", "random") else "file",
             "weights_file": storage.redact(weights_path) if weights_path else None,
         },
-        "pca": {
-            "k": reduction.k,
-            "variance_threshold": reduction.variance_threshold,
-            "explained_variance": round(reduction.explained_variance, 6),
-            "explained_variance_ratio": [
-                round(float(r), 8) for r in reduction.explained_variance_ratio[: reduction.k]
-            ],
-        },
-        "timings_s": {**timings, "total": round(total_seconds, 3)},
+        "timings_s": dict(timings),
         "throughput_images_per_s": round(n_images / featurize_s, 2) if featurize_s else None,
-        "outputs": {name: storage.redact(uri) for name, uri in outputs.items()},
+        "outputs": {"features": storage.redact(features_uri)},
     }
+
+
+def add_reduction(report: dict, reduction: Any, outputs: dict[str, str]) -> dict:
+    """Add the PCA section (k, variance, ratios) and its outputs to a report, in place."""
+    kept = reduction.explained_variance_ratio[: reduction.k]
+    report["pca"] = {
+        "k": reduction.k,
+        "variance_threshold": reduction.variance_threshold,
+        "explained_variance": round(reduction.explained_variance, 6),
+        "explained_variance_ratio": [round(float(r), 8) for r in kept],
+    }
+    report["outputs"].update({name: storage.redact(uri) for name, uri in outputs.items()})
+    return report
 
 
 def write_report(report: dict, uri: str) -> None:

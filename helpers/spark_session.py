@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_APP_NAME = "fruits-pipeline"
 
+# Applications started by get_spark (not by a notebook kernel or EMR), which we may stop.
+_OWNED_APPS: set[str] = set()
+
 #: Settings applied to sessions this module builds. Rows per Arrow batch bounds the memory of
 #: one batch of JPEG bytes inside a Python worker (~5 KB per Fruits-360 image).
 BASE_CONF: dict[str, str] = {
@@ -75,12 +78,17 @@ def get_spark(
             storage.local_path(event_log_dir).mkdir(parents=True, exist_ok=True)
         settings["spark.eventLog.enabled"] = "true"
         settings["spark.eventLog.dir"] = storage.to_spark_uri(event_log_dir)
+        # One plain JSON-lines file per application, readable by helpers.monitoring
+        # (Spark 4 otherwise writes rolling zstd files).
+        settings["spark.eventLog.compress"] = "false"
+        settings["spark.eventLog.rolling.enabled"] = "false"
     settings.update(conf or {})
 
     builder = SparkSession.builder.master(resolved_master).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    _OWNED_APPS.add(spark.sparkContext.applicationId)
     spark.sparkContext.setLogLevel(os.environ.get("FRUITS_SPARK_LOG_LEVEL", "WARN"))
     log.info(
         "Started Spark %s (master %s, UI %s)",
@@ -89,6 +97,16 @@ def get_spark(
         spark.sparkContext.uiWebUrl,
     )
     return spark
+
+
+def stop_if_owned(spark: SparkSession) -> bool:
+    """Stop a session :func:`get_spark` built (flushing its event log); leave others running."""
+    app_id = spark.sparkContext.applicationId
+    if app_id not in _OWNED_APPS:
+        return False
+    spark.stop()
+    _OWNED_APPS.discard(app_id)
+    return True
 
 
 def _runs_on_this_machine(master: str) -> bool:

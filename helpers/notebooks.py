@@ -1,0 +1,152 @@
+"""Glue for the notebooks in ``notebooks/`` and the headless papermill runner.
+
+Notebooks call :func:`start_spark` and :func:`record_metrics`; ``python -m helpers notebooks``
+executes them in order with papermill, each with the parameters it declares, and keeps the
+executed copies (with outputs and figures) under ``<output>/notebooks/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from helpers import config, storage
+from helpers.spark_session import get_spark
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = config.PROJECT_ROOT / "notebooks"
+PIPELINE_NOTEBOOKS = (
+    "01_ingestion.ipynb",
+    "02_feature_extraction.ipynb",
+    "03_pca.ipynb",
+    "04_spark_ui_monitoring.ipynb",
+)
+EXECUTED_DIR = "notebooks"
+
+
+def resolve_uris(input_uri: str | None = None, output_uri: str | None = None) -> tuple[str, str]:
+    """Notebook defaults: the project's ``data_sample/`` in, ``output/`` out."""
+    return input_uri or config.default_input(), output_uri or config.default_output()
+
+
+def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSession:
+    """The kernel's session if it has one (EMR Studio), else a new one logging events under
+    ``<output>/spark-events`` when the output is local (for the monitoring notebook)."""
+    event_logs = storage.join(output_uri, "spark-events") if storage.is_local(output_uri) else None
+    # No console progress bar: it would land in the notebook's cell outputs.
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    return get_spark(master, app_name=app_name, conf=conf, event_log_dir=event_logs)
+
+
+def record_metrics(output_uri: str, notebook: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write the figures a notebook wants checked to ``<output>/notebooks/<name>.metrics.json``."""
+    uri = storage.join(output_uri, EXECUTED_DIR, f"{notebook}.metrics.json")
+    storage.write_bytes(
+        uri, json.dumps(metrics, indent=2, default=str).encode(), "application/json"
+    )
+    return metrics
+
+
+def read_metrics(output_uri: str, notebook: str) -> dict[str, Any]:
+    """Read what :func:`record_metrics` wrote."""
+    uri = storage.join(output_uri, EXECUTED_DIR, f"{notebook}.metrics.json")
+    return json.loads(storage.read_bytes(uri))
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def run_notebooks(
+    parameters: dict[str, Any],
+    output_uri: str | None = None,
+    notebooks: tuple[str, ...] = PIPELINE_NOTEBOOKS,
+    kernel_name: str | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> list[str]:
+    """Execute notebooks in order with papermill; return where the executed copies went.
+
+    Each notebook receives only the parameters it declares (``OUTPUT_URI`` is always set), so
+    one parameter file serves them all. A failing cell stops the run with papermill's error,
+    and the executed copy, with the failing cell's output, is still saved.
+    """
+    import papermill
+
+    _, output = resolve_uris(None, output_uri or parameters.get("OUTPUT_URI"))
+    upper = {k.upper(): v for k, v in parameters.items()}
+    upper["OUTPUT_URI"] = output
+    declared = {name: declared_parameters(notebook_dir / name) for name in notebooks}
+    unknown = set(upper) - set().union(*declared.values())
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s): {', '.join(sorted(unknown))}")
+    written = []
+    for name in notebooks:
+        source = notebook_dir / name
+        wanted = declared[name]
+        target = storage.join(output, EXECUTED_DIR, name)
+        if storage.is_local(target):
+            storage.local_path(target).parent.mkdir(parents=True, exist_ok=True)
+        log.info("executing %s -> %s", name, storage.redact(target))
+        try:
+            papermill.execute_notebook(
+                str(source),
+                target,
+                parameters={k: v for k, v in upper.items() if k in wanted},
+                kernel_name=kernel_name,
+                cwd=str(notebook_dir),
+                progress_bar=False,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            raise NotebookFailed(
+                f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+                f"(executed copy: {storage.redact(target)})"
+            ) from None
+        written.append(target)
+    return written
+
+
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook cell raised; the executed copy shows where."""
+
+
+def keep_checked_outputs(executed: str | Path, source: str | Path) -> int:
+    """Copy the outputs of ``# NBVAL_CHECK_OUTPUT`` cells from an executed notebook into the
+    source notebook and strip every other output (execution counts and run metadata too).
+
+    Returns the number of cells whose outputs were kept.
+    """
+    import nbformat
+
+    ran = nbformat.read(str(executed), as_version=4)
+    book = nbformat.read(str(source), as_version=4)
+    by_source = {c.source: c for c in ran.cells if c.cell_type == "code"}
+    kept = 0
+    for cell in book.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        done = by_source.get(cell.source)
+        if CHECK_MARKER in cell.source and done is not None:
+            # stderr carries Spark's start-up warnings, which vary from machine to machine
+            cell.outputs = [o for o in done.outputs if o.get("name") != "stderr"]
+            # nbval compares only cells that record having run
+            cell.execution_count = done.execution_count
+            kept += 1
+        else:
+            cell.outputs = []
+    book.metadata.pop("papermill", None)
+    nbformat.write(book, str(source))
+    return kept
