@@ -278,6 +278,7 @@ def _assemble(app_id, app_name, jobs, stages, tasks, executors) -> AppMetrics:
     stage_of_job = {s: j["job_id"] for j in jobs for s in j.get("stage_ids", [])}
     stage_df["job_id"] = stage_df["stage_id"].map(stage_of_job)
     stage_df = stage_df.merge(_stage_totals(task_df), on=["stage_id", "attempt"], how="left")
+    stage_df["tasks_run"] = stage_df["tasks_run"].fillna(0).astype(int)  # skipped stages
     exec_df = pd.DataFrame(list(executors.values()), columns=["executor_id", "host", "cores"])
     exec_df = exec_df.merge(_executor_totals(task_df), on="executor_id", how="outer")
     return AppMetrics(

@@ -83,6 +83,15 @@ def run_notebooks(
     _, output = resolve_uris(None, output_uri or parameters.get("OUTPUT_URI"))
     upper = {k.upper(): v for k, v in parameters.items()}
     upper["OUTPUT_URI"] = output
+    # Kernels run in notebooks/: make the caller's relative local paths absolute first.
+    for key, value in upper.items():
+        if (
+            key.endswith(("_URI", "_DIR"))
+            and isinstance(value, str)
+            and storage.scheme(value) == ""
+        ):
+            upper[key] = str(Path(value).expanduser().resolve())
+    output = upper["OUTPUT_URI"]
     declared = {name: declared_parameters(notebook_dir / name) for name in notebooks}
     unknown = set(upper) - set().union(*declared.values())
     if unknown:

@@ -1,0 +1,184 @@
+"""The notebooks: committed clean, run headless by papermill, regression-checked by nbval,
+and the monitoring notebook's numbers match what a real run did."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+
+from helpers import monitoring
+from helpers.notebooks import CHECK_MARKER, PIPELINE_NOTEBOOKS, read_metrics, run_notebooks
+from tests.conftest import ROOT
+
+NOTEBOOKS = [ROOT / "notebooks" / name for name in PIPELINE_NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(path):
+    book = nbformat.read(str(path), as_version=4)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be parameters"
+    for cell in code:
+        if CHECK_MARKER not in cell.source:
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    text = path.read_text()
+    assert not re.search(r"(/work/|/home/|/Users/|/root/|[A-Z]:\\\\)", text), "absolute path"
+    assert not re.search(r"AKIA[0-9A-Z]{16}|aws_secret_access_key", text, re.I)
+    # notebooks stay thin: no function or class defined in a notebook
+    assert not any(re.search(r"^\s*(def|class) ", c.source, re.M) for c in code)
+
+
+def _errors(executed) -> list[str]:
+    book = nbformat.read(str(executed), as_version=4)
+    return [
+        o.get("ename", "")
+        for c in book.cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_main_job_runs_the_notebooks_on_data_sample(tmp_path):
+    """What `make run` runs, into a temporary output folder."""
+    dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True)
+    assert "-m helpers notebooks -p INPUT_URI" in dry.stdout
+    out = tmp_path / "output"
+    command = ["-m", "helpers", "notebooks", "-p", "INPUT_URI", "data_sample", "--output", str(out)]
+    done = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in PIPELINE_NOTEBOOKS:
+        assert _errors(out / "notebooks" / name) == []
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["images"]["total"] == 132 and report["pca"]["k"] >= 1
+    assert (out / "features" / "_SUCCESS").exists() and (out / "reduced" / "_SUCCESS").exists()
+    assert (out / "explained_variance.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def fruits_run(tmp_path_factory, fruits_sample):
+    """Notebooks 01-04 on the real Fruits-360 sample, parameters injected by papermill."""
+    out = tmp_path_factory.mktemp("fruits-run")
+    params = {"INPUT_URI": str(fruits_sample), "BATCH_SIZE": 32, "VARIANCE_THRESHOLD": 0.9}
+    written = run_notebooks(params, output_uri=str(out))
+    return out, written
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_papermill_pipeline_on_real_images(fruits_run, spark):
+    out, written = fruits_run
+    assert [p.rsplit("/", 1)[-1] for p in written] == list(PIPELINE_NOTEBOOKS)
+    for path in written:
+        assert _errors(path) == []
+        book = nbformat.read(path, as_version=4)
+        injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1
+    assert "BATCH_SIZE = 32" in nbformat.read(written[1], as_version=4).cells[2].source
+
+    ingestion = read_metrics(str(out), "01_ingestion")
+    assert ingestion["images"] == 960 and ingestion["labels"] == 24 and ingestion["unreadable"] == 0
+    extraction = read_metrics(str(out), "02_feature_extraction")
+    assert extraction["featurized"] == 960 and extraction["feature_size"] == 1280
+    pca = read_metrics(str(out), "03_pca")
+    assert pca["reduced_rows"] == 960 and pca["explained_variance"] >= 0.9
+
+    assert spark.read.parquet(str(out / "features")).count() == 960
+    assert spark.read.parquet(str(out / "reduced")).count() == 960
+    assert (out / "explained_variance.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_monitoring_matches_the_featurization_run(fruits_run):
+    """The event log of notebook 02's application, read as notebook 04 reads it, against
+    what that run did: 960 images in, 960 rows written, one Parquet file per writing task."""
+    out, _ = fruits_run
+    app_id = read_metrics(str(out), "02_feature_extraction")["app_id"]
+    metrics = monitoring.load(event_log_dir=str(out / "spark-events"), app_id=app_id)
+    assert metrics.app_id == app_id and metrics.app_name == "02_feature_extraction"
+    assert set(metrics.jobs["status"]) == {"SUCCEEDED"}
+
+    summary = monitoring.stage_summary(metrics)
+    write = summary[summary["output_records"] > 0]
+    assert len(write) == 1  # the features/ write is the only stage that writes
+    write = write.iloc[0]
+    assert write["output_records"] == 960
+    assert write["input_records"] == 960  # binaryFile rows read by the same stage
+    part_files = list((out / "features").glob("part-*.parquet"))
+    tasks = metrics.tasks[metrics.tasks["stage_id"] == write["stage_id"]]
+    assert len(tasks) == write["tasks_run"]
+    assert (tasks["output_records"] > 0).sum() == len(part_files)  # empty tasks write no file
+    assert metrics.tasks["output_records"].sum() == 960
+    assert summary["tasks_run"].sum() == len(metrics.tasks)
+
+    # notebook 04 ran on the latest finished application (notebook 03's) without errors
+    seen = read_metrics(str(out), "04_spark_ui_monitoring")
+    assert seen["app_name"] == "03_pca" and seen["tasks"] > 0
+
+
+LIVE_APP = textwrap.dedent(
+    """
+    import json, sys
+    from helpers import monitoring
+    from helpers.spark_session import get_spark
+    spark = get_spark("local[2]", app_name="live", conf={"spark.ui.port": "0"},
+                      event_log_dir=sys.argv[1])
+    assert spark.range(0, 1000, numPartitions=7).selectExpr("sum(id)").first()[0] == 499500
+    live = monitoring.load(ui_url="active")
+    app_id = spark.sparkContext.applicationId
+    spark.stop()
+    logged = monitoring.load(event_log_dir=sys.argv[1], app_id=app_id)
+    print(json.dumps({
+        "live_tasks": len(live.tasks), "logged_tasks": len(logged.tasks),
+        # stages that ran tasks (the REST API also lists skipped ones)
+        "live_stages": sorted(int(n) for n in live.stages["tasks_run"] if n > 0),
+        "logged_stages": sorted(int(n) for n in logged.stages["tasks_run"] if n > 0),
+        "live_jobs": live.jobs["status"].tolist(),
+    }))
+    """
+)
+
+
+@pytest.mark.spark
+def test_rest_api_and_event_log_agree_on_a_live_application(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", LIVE_APP, str(tmp_path / "events")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["live_jobs"] and set(seen["live_jobs"]) == {"SUCCEEDED"}
+    assert seen["live_tasks"] == seen["logged_tasks"] >= 7
+    assert 7 in seen["live_stages"]
+    assert seen["live_stages"] == seen["logged_stages"]
+
+
+@pytest.mark.notebooks
+def test_nbval_fails_when_a_stored_output_changes(tmp_path):
+    """nbval really compares: the ingestion notebook with one stored number changed fails."""
+    copy = tmp_path / "01_ingestion.ipynb"
+    shutil.copy(NOTEBOOKS[0], copy)
+    book = nbformat.read(str(copy), as_version=4)
+    checked = next(c for c in book.cells if CHECK_MARKER in c.source)
+    original = "".join(checked.outputs[0]["text"])
+    assert original.startswith("132 images")
+    checked.outputs[0]["text"] = original.replace("132 images", "133 images")
+    nbformat.write(book, str(copy))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+         "-c", str(ROOT / "pyproject.toml"), str(copy), "-o", f"cache_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "133 images" in done.stdout and "132 images" in done.stdout
