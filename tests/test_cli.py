@@ -22,14 +22,14 @@ def helpers_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 def test_readme_commands_are_the_makefile_targets():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
-    dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True)
+    dry = subprocess.run(["make", "-n", "run-cli"], cwd=ROOT, capture_output=True, text=True)
     assert "-m helpers run" in dry.stdout
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
 @pytest.mark.slow
 def test_main_job_on_data_sample(tmp_path):
-    """What `make run` runs, on the default input, into a temporary output folder."""
+    """What `make run-cli` runs, on the default input, into a temporary output folder."""
     out = tmp_path / "output"
     done = helpers_cli("run", "--output", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
