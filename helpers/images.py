@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,6 +31,24 @@ class ImageDecodeError(ValueError):
     """An input file that cannot be turned into an RGB image; ``str(err)`` is the reason."""
 
 
+@contextmanager
+def _readable_reasons() -> Iterator[None]:
+    """Turn Pillow's many failure modes into ImageDecodeError with a one-line reason."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image: format not recognised") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(f"image too large: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+
+
 def decode_rgb(data: bytes | None, size: tuple[int, int]) -> np.ndarray:
     """Decode image bytes to an RGB ``uint8`` array of shape ``(height, width, 3)``.
 
@@ -44,29 +64,18 @@ def decode_rgb(data: bytes | None, size: tuple[int, int]) -> np.ndarray:
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise ImageDecodeError(
-                    f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
-                )
-            # JPEG only: let libjpeg decode at a reduced scale that is still >= size.
-            img.draft("RGB", size)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = to_rgb(img)
-    except ImageDecodeError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not an image: format not recognised") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(f"image too large: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+    with _readable_reasons():
+        img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(
+                f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+            )
+        # JPEG only: let libjpeg decode at a reduced scale that is still >= size.
+        img.draft("RGB", size)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = to_rgb(img)
     if rgb.size != size:
         rgb = rgb.resize(size, RESAMPLE)
     return np.asarray(rgb, dtype=np.uint8)
@@ -104,12 +113,5 @@ def probe(data: bytes | None) -> tuple[int, int, str, str]:
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.width, img.height, img.mode, img.format or ""
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not an image: format not recognised") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(f"image too large: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+    with _readable_reasons(), Image.open(io.BytesIO(data)) as img:
+        return img.width, img.height, img.mode, img.format or ""

@@ -73,3 +73,12 @@ def test_bad_data_raises_a_readable_reason(data, reason):
         decode_rgb(data, SIZE)
     assert str(err.value).startswith(reason)
     assert "\n" not in str(err.value)
+
+
+def test_probe_reads_the_header_only():
+    from helpers.images import probe
+
+    assert probe(mk.rgb_jpeg(120, 60)) == (120, 60, "RGB", "JPEG")
+    assert probe(mk.huge_png_header(3000, 2000))[:2] == (3000, 2000)
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        probe(mk.TEXT_AS_JPEG)
