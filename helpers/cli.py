@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from helpers import config, featurize, reduce
 from helpers.models import BACKBONES, WeightsNotFoundError, get_backbone, resolve_weights
@@ -99,6 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     books.add_argument(
         "--kernel", default=None, help="Jupyter kernel (default: the notebooks' own)"
     )
+    books.add_argument(
+        "--notebook-dir", default=None, help="folder holding the notebooks (default: notebooks/)"
+    )
+
+    emr = sub.add_parser("emr", help="stage, create, submit, watch and terminate an EMR cluster")
+    emr.add_argument(
+        "action", choices=["stage", "create", "submit", "status", "wait", "terminate", "policy"]
+    )
+    emr.add_argument("--bucket", required=True, help="S3 bucket for input, code, output, logs")
+    emr.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
+    emr.add_argument("--region", default="eu-west-3", help="AWS region (default: %(default)s)")
+    emr.add_argument("--dry-run", action="store_true", help="print the API requests, send nothing")
+    emr.add_argument("--cluster-id", help="the cluster (submit, status, wait, terminate)")
+    emr.add_argument("--wheel", help="the project's wheel to stage (pip wheel --no-deps -w dist .)")
+    emr.add_argument("--release", default=None, help="EMR release label")
+    emr.add_argument("--core-count", type=int, default=2)
+    emr.add_argument("--task-count", type=int, default=0, help="task nodes (spot by default)")
+    emr.add_argument("--on-demand", action="store_true", help="task nodes on demand, not spot")
+    emr.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle s")
+    emr.add_argument("--subnet-id", default=None)
+    emr.add_argument("--mode", choices=["cli", "notebooks"], default="cli", help="submit: how")
+    emr.add_argument("--input", default=None, help="input URI (default s3://bucket/prefix/input)")
+    emr.add_argument("--output", default=None, help="output URI (default .../prefix/output)")
+    emr.add_argument("--wait", action="store_true", help="submit: wait for the steps to end")
 
     sample = sub.add_parser("make-sample", help="regenerate data_sample/ (deterministic)")
     sample.add_argument("--output", default=config.default_input(), help="target folder")
@@ -117,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "notebooks":
             return _notebooks(args)
+        if args.command == "emr":
+            return _emr(args)
         if args.command == "make-sample":
             from helpers import sample_data
 
@@ -181,6 +208,60 @@ def _notebooks(args: argparse.Namespace) -> int:
             parameters.update(yaml.safe_load(handle) or {})
     for name, value in args.parameter:
         parameters[name] = yaml.safe_load(value)
-    written = run_notebooks(parameters, output_uri=args.output, kernel_name=args.kernel)
+    kwargs = {"notebook_dir": Path(args.notebook_dir)} if args.notebook_dir else {}
+    written = run_notebooks(parameters, output_uri=args.output, kernel_name=args.kernel, **kwargs)
     print("\n".join(written))
+    return 0
+
+
+def _emr(args: argparse.Namespace) -> int:
+    from helpers import emr
+
+    spec = emr.ClusterSpec(
+        bucket=args.bucket,
+        prefix=args.prefix,
+        region=args.region,
+        core_count=args.core_count,
+        task_count=args.task_count,
+        task_spot=not args.on_demand,
+        idle_timeout_s=args.idle_timeout,
+        subnet_id=args.subnet_id,
+        **({"release": args.release} if args.release else {}),
+        **({"wheel_name": Path(args.wheel).name} if args.wheel else {}),
+    )
+    launcher = emr.Launcher(spec, dry_run=args.dry_run)
+    needs_cluster = args.action in ("submit", "status", "wait", "terminate")
+    if needs_cluster and not args.cluster_id and not args.dry_run:
+        raise ValueError(f"emr {args.action} needs --cluster-id")
+    cluster_id = args.cluster_id or "j-DRYRUN"
+    if args.action == "policy":
+        print(json.dumps(emr.render_policy(spec), indent=2))
+    elif args.action == "stage":
+        if not args.wheel:
+            raise ValueError(
+                "emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)"
+            )
+        for uri in launcher.stage(Path(args.wheel)):
+            print(uri)
+    elif args.action == "create":
+        created = launcher.create()
+        if created:
+            print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
+    elif args.action == "submit":
+        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode)
+        step_ids = launcher.submit(cluster_id, steps)
+        if step_ids:
+            print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
+            if args.wait:
+                print(json.dumps(launcher.wait(cluster_id, step_ids), indent=2))
+    elif args.action in ("status", "wait"):
+        result = (
+            launcher.status(cluster_id)
+            if args.action == "status"
+            else launcher.wait(cluster_id, [])
+        )
+        if result:
+            print(json.dumps(result, indent=2))
+    elif args.action == "terminate":
+        launcher.terminate(cluster_id)
     return 0

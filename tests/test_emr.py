@@ -1,0 +1,182 @@
+"""EMR launch: requests valid for EMR's API, a run against a local EMR endpoint, the bootstrap
+script, the IAM policy, and no secret anywhere in the repository."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import boto3
+import botocore.session
+import pytest
+import tomllib
+from botocore.validate import ParamValidator
+
+from helpers import emr, s3_staging
+from tests.conftest import ROOT
+
+SPEC = emr.ClusterSpec(bucket="fruits-bucket", task_count=2)
+EMR_MODEL = botocore.session.get_session().get_service_model("emr")
+
+
+def validation_errors(operation: str, params: dict) -> str:
+    shape = EMR_MODEL.operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    return report.generate_report() if report.has_errors() else ""
+
+
+def test_cluster_request_matches_the_emr_service_model():
+    request = emr.run_job_flow_request(SPEC)
+    assert validation_errors("RunJobFlow", request) == ""
+    groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
+    assert groups["TASK"]["Market"] == "SPOT" and groups["CORE"]["InstanceCount"] == 2
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    assert request["ReleaseLabel"].startswith("emr-7.")
+    spark_defaults = next(
+        c for c in request["Configurations"] if c["Classification"] == "spark-defaults"
+    )
+    assert (
+        spark_defaults["Properties"]["spark.eventLog.dir"]
+        == "s3://fruits-bucket/fruits/logs/spark-events/"
+    )
+    assert "${" not in json.dumps(request)
+
+
+@pytest.mark.parametrize("mode", ["cli", "notebooks"])
+def test_step_requests_match_the_emr_service_model(mode):
+    steps = emr.pipeline_steps(SPEC, mode=mode)
+    assert validation_errors("AddJobFlowSteps", {"JobFlowId": "j-1", "Steps": steps}) == ""
+    command = " ".join(steps[0]["HadoopJarStep"]["Args"])
+    assert (
+        "s3://fruits-bucket/fruits/input" in command
+        and "s3://fruits-bucket/fruits/output" in command
+    )
+
+
+def test_dry_run_prints_exactly_the_requests():
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers", "emr", "create", "--bucket", "fruits-bucket",
+         "--task-count", "2", "--dry-run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["operation"] == "RunJobFlow"
+    assert printed["params"] == emr.run_job_flow_request(SPEC)
+    assert validation_errors("RunJobFlow", printed["params"]) == ""
+
+
+def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path):
+    """Stage, create, submit, status, terminate through boto3 against the local server."""
+    s3_staging.ensure_bucket(SPEC.bucket, SPEC.region)
+    wheel = tmp_path / SPEC.wheel_name
+    wheel.write_bytes(b"wheel bytes")
+    client = boto3.client("emr", region_name=SPEC.region)
+    launcher = emr.Launcher(SPEC, client=client)
+
+    staged = launcher.stage(wheel)
+    keys = {o["key"] for o in s3_staging.list_prefix(f"s3://{SPEC.bucket}/fruits/code")}
+    assert {u.split(f"{SPEC.bucket}/", 1)[1] for u in staged} == keys
+    assert "fruits/code/bootstrap.sh" in keys and "fruits/code/notebooks/03_pca.ipynb" in keys
+
+    cluster_id = launcher.create()
+    assert cluster_id.startswith("j-")
+    described = client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert described["ReleaseLabel"] == SPEC.release
+    step_ids = launcher.submit(cluster_id, emr.pipeline_steps(SPEC, mode="cli"))
+    status = launcher.status(cluster_id)
+    assert set(status["steps"]) == set(step_ids)
+    assert status["output"] == "s3://fruits-bucket/fruits/output/"
+    launcher.terminate(cluster_id)
+    state = client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state.startswith("TERMINAT")
+
+
+def test_instance_profile_policy_is_least_privilege():
+    policy = emr.render_policy(SPEC)
+    actions = {
+        a
+        for s in policy["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions <= {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+    }
+    for statement in policy["Statement"]:
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        for resource in resources:
+            assert resource.startswith("arn:aws:s3:::fruits-bucket"), resource
+        writes = {"s3:PutObject", "s3:DeleteObject"} & set(statement["Action"])
+        if writes:  # writing only under output/ and logs/
+            assert all(re.search(r"/fruits/(output|logs)/\*$", r) for r in resources)
+    assert "${" not in json.dumps(policy)
+
+
+BOOTSTRAP = ROOT / "emr" / "bootstrap.sh"
+
+
+def test_bootstrap_is_valid_bash_and_shellcheck_clean():
+    assert subprocess.run(["bash", "-n", str(BOOTSTRAP)]).returncode == 0
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is needed (Debian package 'shellcheck'; .ci/run installs it)"
+    done = subprocess.run([shellcheck, str(BOOTSTRAP)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
+    done = subprocess.run(
+        ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         "--venv", str(tmp_path / "venv"), "--python", "python3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = [d for d in project["dependencies"] if not d.startswith("pyspark")]
+    install = next(line for line in done.stdout.splitlines() if "tensorflow" in line)
+    assert sorted(re.findall(r"\S+(?:==|>=)\S+", install)) == sorted(expected)
+    assert "aws s3 cp --only-show-errors s3://b/p/code/x.whl /tmp/x.whl" in done.stdout
+    assert "--no-deps --force-reinstall" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "bootstrap: done (environment " + str(tmp_path / "venv") + ")"
+    )
+
+
+def test_bootstrap_refuses_bad_arguments():
+    missing = subprocess.run(["bash", str(BOOTSTRAP), "--dry-run"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "--wheel is required" in missing.stderr
+    unknown = subprocess.run(["bash", str(BOOTSTRAP), "--bogus"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown argument" in unknown.stderr
+
+
+SECRET_PATTERNS = [
+    re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),  # access key ids
+    re.compile(r"aws_secret_access_key\s*[=:]\s*\S{20,}", re.I),
+    re.compile(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----"),
+    re.compile(r"\b[A-Za-z0-9/+]{40}\b(?=.*secret)", re.I),
+]
+
+
+def test_no_credentials_in_the_repository():
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert files, "not a git checkout"
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in (".jpg", ".png", ".h5") or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        found += [f"{name}: {p.pattern}" for p in SECRET_PATTERNS if p.search(text)]
+    assert found == []
