@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook-dir", default=None, help="folder holding the notebooks (default: notebooks/)"
     )
 
+    s3 = sub.add_parser("s3", help="S3 staging: make-bucket, upload, download, ls")
+    s3.add_argument("action", choices=["make-bucket", "upload", "download", "ls"])
+    s3.add_argument(
+        "args",
+        nargs="*",
+        help="make-bucket BUCKET | upload DIR S3URI | download S3URI DIR | ls S3URI",
+    )
+    s3.add_argument("--region", default="eu-west-3", help="bucket region (default: %(default)s)")
+    s3.add_argument("--workers", type=int, default=8, help="parallel transfers")
+
     emr = sub.add_parser("emr", help="stage, create, submit, watch and terminate an EMR cluster")
     emr.add_argument(
         "action", choices=["stage", "create", "submit", "status", "wait", "terminate", "policy"]
@@ -144,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return _notebooks(args)
         if args.command == "emr":
             return _emr(args)
+        if args.command == "s3":
+            return _s3(args)
         if args.command == "make-sample":
             from helpers import sample_data
 
@@ -264,4 +276,24 @@ def _emr(args: argparse.Namespace) -> int:
             print(json.dumps(result, indent=2))
     elif args.action == "terminate":
         launcher.terminate(cluster_id)
+    return 0
+
+
+def _s3(args: argparse.Namespace) -> int:
+    from helpers import s3_staging
+
+    wanted = {"make-bucket": 1, "upload": 2, "download": 2, "ls": 1}[args.action]
+    if len(args.args) != wanted:
+        raise ValueError(f"s3 {args.action} takes {wanted} argument(s), got {len(args.args)}")
+    if args.action == "make-bucket":
+        print(json.dumps(s3_staging.ensure_bucket(args.args[0], args.region), indent=2))
+    elif args.action == "upload":
+        print(s3_staging.upload_folder(args.args[0], args.args[1], workers=args.workers))
+    elif args.action == "download":
+        print(s3_staging.download_prefix(args.args[0], args.args[1], workers=args.workers))
+    else:
+        objects = s3_staging.list_prefix(args.args[0])
+        for obj in objects:
+            print(f"{obj['size']:>12,}  {obj['key']}")
+        print(f"{len(objects)} objects, {sum(o['size'] for o in objects):,} bytes")
     return 0

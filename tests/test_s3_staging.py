@@ -77,3 +77,26 @@ def test_run_report_written_to_s3(bucket):
 def test_upload_of_a_missing_folder_is_a_clear_error(aws_local, tmp_path):
     with pytest.raises(FileNotFoundError, match="no folder"):
         s3_staging.upload_folder(tmp_path / "nope", f"s3://{BUCKET}/x")
+
+
+def test_s3_command_line(aws_local, small_real_set, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "helpers", "s3", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    assert cli("make-bucket", BUCKET).returncode == 0
+    up = cli("upload", str(small_real_set), f"s3://{BUCKET}/in")
+    assert up.returncode == 0 and "12 transferred" in up.stdout, up.stderr
+    again = cli("upload", str(small_real_set), f"s3://{BUCKET}/in")
+    assert "0 transferred" in again.stdout and "12 already up to date" in again.stdout
+    listing = cli("ls", f"s3://{BUCKET}/in")
+    assert listing.stdout.strip().splitlines()[-1].startswith("12 objects")
+    bad = cli("upload", str(tmp_path / "missing"), f"s3://{BUCKET}/in")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no folder")
