@@ -28,8 +28,8 @@ run-cli: setup
 	$(BIN)/python -m helpers run --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check helpers tests
-	$(BIN)/ruff format --check helpers tests
+	$(BIN)/ruff check helpers tests benchmarks
+	$(BIN)/ruff format --check helpers tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest $(ARGS)

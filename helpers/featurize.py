@@ -40,7 +40,7 @@ def ship_weights(spark: SparkSession, weights_path: str | None) -> str | None:
     """Send the weight file to every executor once; return the name to look it up by."""
     if weights_path is None:
         return None
-    uri = weights_path if not storage.is_local(weights_path) else str(weights_path)
+    uri = str(weights_path)
     try:
         spark.sparkContext.addFile(uri)
     except Exception as err:
