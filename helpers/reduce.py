@@ -7,12 +7,15 @@ images can be projected into the same space later.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import PCA, StandardScaler
+import pandas as pd
+from pyspark.ml import PipelineModel
+from pyspark.ml.feature import PCAModel, StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -76,15 +79,53 @@ class Reduction:
         return project(self.model, df, features_col, out_col)
 
 
-def _pipeline(k: int) -> Pipeline:
-    scaler = StandardScaler(inputCol=_VEC, outputCol=_SCALED, withMean=True, withStd=True)
-    return Pipeline(stages=[scaler, PCA(k=k, inputCol=_SCALED, outputCol=_PCA)])
-
-
 def _as_vectors(df: DataFrame, features_col: str) -> DataFrame:
     return df.filter(F.col(features_col).isNotNull()).withColumn(
         _VEC, array_to_vector(F.col(features_col))
     )
+
+
+def standardized_covariance(
+    df: DataFrame, features_col: str, mean: np.ndarray, std: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """Covariance of the standardized features, summed per partition with NumPy in the
+    workers (one pass, float64) and added up on the driver: only d x d numbers travel."""
+    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
+    dim = len(mean)
+
+    def partial_gram(batches):
+        gram, n = np.zeros((dim, dim)), 0
+        for pdf in batches:
+            z = (np.stack(pdf[features_col].to_numpy()).astype(np.float64) - mean) * scale
+            gram += z.T @ z
+            n += len(z)
+        yield pd.DataFrame({"n": [n], "gram": [gram.tobytes()]})
+
+    rows = (
+        df.select(features_col)
+        .filter(F.col(features_col).isNotNull())
+        .mapInPandas(partial_gram, "n long, gram binary")
+        .collect()
+    )
+    n = sum(r.n for r in rows)
+    gram = sum(np.frombuffer(r.gram, dtype=np.float64).reshape(dim, dim) for r in rows)
+    return n, gram / max(n - 1, 1)
+
+
+def _pca_model(spark, components: np.ndarray, ratios: np.ndarray) -> PCAModel:
+    """A Spark ML PCAModel from principal components (d x k), saved and loaded like any other."""
+    from pyspark.ml.common import _py2java
+
+    sc = spark.sparkContext
+    dim, k = components.shape
+    java_model = sc._jvm.org.apache.spark.ml.feature.PCAModel(
+        f"PCAModel_{uuid.uuid4().hex[:12]}",
+        _py2java(sc, DenseMatrix(dim, k, components.flatten(order="F").tolist())),
+        _py2java(sc, DenseVector(ratios[:k].tolist())),
+    )
+    model = PCAModel(java_model)
+    model._set(k=k, inputCol=_SCALED, outputCol=_PCA)
+    return model
 
 
 def fit_reduction(
@@ -95,40 +136,39 @@ def fit_reduction(
 ) -> Reduction:
     """Fit StandardScaler(mean, std) + PCA on the non-null rows of ``features_col``.
 
+    The scaler is Spark ML's; the principal components come from the eigendecomposition of the
+    standardized covariance (:func:`standardized_covariance`, one distributed pass) and are
+    stored as a Spark ML ``PCAModel``, so ratios for every component are known before k is
+    chosen and the data are read once, not once per candidate k.
+
     Args:
         df: rows with an array<float> features column (null rows are ignored).
         k: number of components; None chooses the smallest k reaching ``variance_threshold``.
         variance_threshold: share of variance to keep when ``k`` is None.
     """
-    vectors = _as_vectors(df, features_col).select(_VEC)
-    first = vectors.first()
-    if first is None:
+    validate_k(k)
+    if k is None:
+        validate_threshold(variance_threshold)
+    vectors = _as_vectors(df, features_col)
+    if vectors.select(_VEC).first() is None:
         raise ValueError("no rows with features to fit PCA on")
-    dim = len(first[0])
-    if k is not None:
-        if not 1 <= int(k) <= dim:
-            raise ValueError(f"k must be between 1 and the feature size {dim}, got {k}")
-        model = _pipeline(int(k)).fit(vectors)
-        ratios = model.stages[-1].explainedVariance.toArray()
-        return Reduction(model, int(k), ratios, None)
+    scaler = StandardScaler(inputCol=_VEC, outputCol=_SCALED, withMean=True, withStd=True)
+    scaler_model = scaler.fit(vectors.select(_VEC))
+    mean, std = scaler_model.mean.toArray(), scaler_model.std.toArray()
+    dim = len(mean)
+    if k is not None and int(k) > dim:
+        raise ValueError(f"k must be between 1 and the feature size {dim}, got {k}")
 
-    validate_threshold(variance_threshold)
-    vectors = vectors.cache()
-    try:
-        # All components once, to read every ratio; then the model that keeps only k.
-        full = _pipeline(dim).fit(vectors)
-        ratios = full.stages[-1].explainedVariance.toArray()
-        chosen = choose_k(ratios, variance_threshold)
-        log.info(
-            "PCA: k=%d explains %.4f (threshold %.2f)",
-            chosen,
-            ratios[:chosen].sum(),
-            variance_threshold,
-        )
-        model = full if chosen == dim else _pipeline(chosen).fit(vectors)
-    finally:
-        vectors.unpersist()
-    return Reduction(model, chosen, ratios, variance_threshold)
+    n, covariance = standardized_covariance(df, features_col, mean, std)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+    ratios = eigenvalues / eigenvalues.sum()
+    chosen = int(k) if k is not None else choose_k(ratios, variance_threshold)
+    log.info("PCA on %d rows: k=%d explains %.4f", n, chosen, ratios[:chosen].sum())
+    pca_model = _pca_model(df.sparkSession, eigenvectors[:, order[:chosen]], ratios)
+    model = PipelineModel(stages=[scaler_model, pca_model])
+    return Reduction(model, chosen, ratios, None if k is not None else variance_threshold)
 
 
 def project(
