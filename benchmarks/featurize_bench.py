@@ -104,11 +104,12 @@ def plain_loop(sample: Path, n: int, threads: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def spark_run(dataset: Path, output: Path, master: str) -> dict:
+def spark_run(dataset: Path, output: Path, master: str, conf: dict | None = None) -> dict:
     """One featurization through Spark, in a fresh session; wall time and memory."""
     with RssSampler() as rss:
         start = time.perf_counter()
-        spark = get_spark(master, app_name="featurize-bench", conf={"spark.ui.enabled": "false"})
+        settings = {"spark.ui.enabled": "false", **(conf or {})}
+        spark = get_spark(master, app_name="featurize-bench", conf=settings)
         df = featurize.add_features(ingest.list_images(spark, str(dataset)), batch_size=BATCH)
         df.write.mode("overwrite").parquet(str(output))
         rows = spark.read.parquet(str(output)).count()
@@ -116,6 +117,23 @@ def spark_run(dataset: Path, output: Path, master: str) -> dict:
         spark.stop()
     return {"rows": rows, "wall_s": wall, "driver_rss_mb": rss.driver / 2**20,
             "worker_rss_mb": rss.worker / 2**20}  # fmt: skip
+
+
+def executors_run(dataset: Path, output: Path, size: int) -> list[dict]:
+    """The same featurization on a standalone cluster (2 workers x 1 core on 127.0.0.1),
+    with 1 then 2 executors."""
+    from helpers.standalone import standalone_cluster
+
+    results = []
+    with standalone_cluster(workers=2, cores_per_worker=1) as (master, _):
+        for executors in (1, 2):
+            conf = {"spark.cores.max": str(executors), "spark.executor.cores": "1",
+                    "spark.executor.memory": "2g"}  # fmt: skip
+            run = spark_run(dataset, output, master, conf)
+            assert run["rows"] == size, run
+            results.append({"executors": executors, "wall_s": run["wall_s"],
+                            "images_per_s": size / run["wall_s"]})  # fmt: skip
+    return results
 
 
 def pca_run(rows: int, dim: int = 1280, master: str = "local[*]") -> dict:
@@ -149,11 +167,19 @@ def pca_run(rows: int, dim: int = 1280, master: str = "local[*]") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--pca-rows", type=int, default=90_000)
+    parser.add_argument(
+        "--executors-size",
+        type=int,
+        default=2000,
+        help="images for the 1 vs 2 executors comparison (0: skip)",
+    )
     parser.add_argument("--out", default=str(config.PROJECT_ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
+    if len(args.sizes) < 2:
+        parser.error("give at least two --sizes for the linear fit")
     sample = config.fruits360_sample_dir()
     if sample is None:
         print(
@@ -183,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             result["ratio"] = result["images_per_s"] / plain
             rows.append(result)
             shutil.rmtree(dataset)
+        scaling = []
+        if args.executors_size:
+            dataset = make_dataset(work / "data-executors", args.executors_size, sample)
+            scaling = executors_run(dataset, work / "out-executors", args.executors_size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -202,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(marginal {marginal:.1f} images/s, {marginal / plain:.2f} x the plain loop)"
     )
 
+    for run in scaling:
+        print(f"standalone cluster, {run['executors']} executor(s) x 1 core: "
+              f"{args.executors_size} images in {run['wall_s']:.1f} s, "
+              f"{run['images_per_s']:.1f} images/s")  # fmt: skip
+
     pca = pca_run(args.pca_rows) if args.pca_rows else None
     if pca:
         print(
@@ -214,19 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         "fixed_s": fixed,
         "per_image_ms": per_image * 1000,
         "marginal_ratio": marginal / plain,
+        "executors": scaling,
         "pca": pca,
     }
     (out / "featurize_bench.json").write_text(json.dumps(summary, indent=2))
-    _plot(rows, plain, fixed, per_image, out / "featurize_bench.png")
+    _plot(rows, plain, fixed, per_image, scaling, out / "featurize_bench.png")
     print(f"figures: {out / 'featurize_bench.json'}, {out / 'featurize_bench.png'}")
     return 0
 
 
-def _plot(rows, plain, fixed, per_image, path: Path) -> None:
+def _plot(rows, plain, fixed, per_image, scaling, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = [r["size"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4))
     left.plot(sizes, [r["wall_s"] for r in rows], "o", label="measured")
     left.plot(sizes, [fixed + per_image * s for s in sizes], "-", label="linear fit")
     left.set_xlabel("images")
@@ -237,6 +273,10 @@ def _plot(rows, plain, fixed, per_image, path: Path) -> None:
     right.set_xlabel("images")
     right.set_ylabel("images/s")
     right.legend()
+    if scaling:
+        third.bar([str(r["executors"]) for r in scaling], [r["images_per_s"] for r in scaling])
+        third.set_xlabel("executors (1 core each, standalone cluster)")
+        third.set_ylabel("images/s")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
