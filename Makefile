@@ -8,7 +8,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup run run-cli test lint sample notebooks-refresh clean
+.PHONY: setup run run-cli test lint bench sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+# Throughput, memory and PCA figures (README "Performance"); about 10 minutes on 2 cores.
+bench: setup
+	$(BIN)/python benchmarks/featurize_bench.py $(ARGS)
 
 sample: setup
 	$(BIN)/python -m helpers make-sample --output data_sample

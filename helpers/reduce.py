@@ -63,7 +63,7 @@ class Reduction:
 
     model: PipelineModel
     k: int
-    #: Explained-variance ratio of every component fitted while choosing k (length >= k).
+    #: Explained-variance ratio of every component, largest first (length = feature size).
     explained_variance_ratio: np.ndarray
     variance_threshold: float | None
 
