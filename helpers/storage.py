@@ -105,8 +105,16 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
 
 
 def read_bytes(uri: str) -> bytes:
-    """Read a small file from a local path or S3 URI."""
+    """Read a small file from a local path or S3 URI.
+
+    Raises:
+        FileNotFoundError: no such file or object (the same error for both).
+    """
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        client = s3_client()
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (client.exceptions.NoSuchKey, client.exceptions.NoSuchBucket):
+            raise FileNotFoundError(f"no such object: {redact(uri)}") from None
     return local_path(uri).read_bytes()

@@ -100,3 +100,10 @@ def test_s3_command_line(aws_local, small_real_set, tmp_path):
     assert listing.stdout.strip().splitlines()[-1].startswith("12 objects")
     bad = cli("upload", str(tmp_path / "missing"), f"s3://{BUCKET}/in")
     assert bad.returncode == 2 and bad.stderr.startswith("error: no folder")
+
+
+def test_missing_object_reads_as_file_not_found(bucket):
+    with pytest.raises(FileNotFoundError, match="no such object"):
+        storage.read_bytes(f"s3://{bucket}/nothing/here.json")
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("s3://no-such-bucket-anywhere/x.json")
