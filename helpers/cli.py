@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--master", default=None, help="Spark master (default: local[*] or the cluster's)"
     )
     run.add_argument(
+        "--incremental",
+        action="store_true",
+        help="featurize only new or changed images (path, size, mtime); reuse the rest",
+    )
+    run.add_argument(
         "--event-log-dir",
         default=None,
         help="write Spark event logs here (default: <output>/spark-events when local)",
@@ -185,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         variance_threshold=args.variance_threshold,
         k=args.k,
         num_partitions=args.partitions,
+        incremental=args.incremental,
     ).validate()
     # Fail on missing weights before paying for a Spark start.
     resolve_weights(get_backbone(params.model_name), params.weights)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from helpers.spark_session import get_spark
 log = logging.getLogger(__name__)
 
 FEATURES_DIR = "features"
+#: Datasets are written here first and moved into place only when complete.
+STAGING_DIR = "_staging"
 REDUCED_DIR = "reduced"
 MODEL_DIR = "reduction_model"
 FIGURE_FILE = "explained_variance.png"
@@ -50,6 +53,9 @@ class RunParams:
     k: int | None = None
     num_partitions: int | None = None
     sample_fraction: float = 1.0
+    #: Featurize only images new or changed since the last run (same path, size and
+    #: modification time are reused from the previous features/); deleted images drop out.
+    incremental: bool = False
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
@@ -123,14 +129,24 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     out = params.output_uri
     timings: dict[str, float] = {}
 
+    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
     with _stage(timings, "featurize"):
         images = ingest.list_images(spark, params.input_uri, params.num_partitions)
         if params.sample_fraction < 1.0:
             images = images.sample(fraction=params.sample_fraction, seed=SAMPLE_SEED)
+        previous = _previous_features(spark, out, params.model_name) if params.incremental else None
+        todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
+        n_todo = todo.count() if previous is not None else None
         features = featurize.add_features(
-            images, params.model_name, weights_path or "random", int(params.batch_size)
+            todo, params.model_name, weights_path or "random", int(params.batch_size)
         )
-        features.write.mode("overwrite").parquet(_spark_uri(out, FEATURES_DIR))
+        if reused is not None:
+            features = features.unionByName(reused)
+        features.write.mode("overwrite").parquet(_spark_uri(staging, FEATURES_DIR))
+        storage.commit_dataset(
+            spark, storage.join(staging, FEATURES_DIR), storage.join(out, FEATURES_DIR)
+        )
+        storage.delete_tree(spark, staging)
     stored = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
 
     with _stage(timings, "inventory"):
@@ -149,6 +165,9 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         timings=timings,
         spark_version=spark.version,
         features_uri=storage.join(out, FEATURES_DIR),
+    )
+    run_report["images"]["featurized_this_run"] = (
+        n_todo if n_todo is not None else run_report["images"]["total"]
     )
     report.write_report(run_report, storage.join(out, REPORT_FILE))
     if sum(c["ok"] for c in counts) == 0:
@@ -179,11 +198,15 @@ def reduce_features(
             f"no features under {storage.redact(out)}: run the feature extraction first"
         ) from None
     timings = run_report["timings_s"]
+    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        reduced.write.mode("overwrite").parquet(_spark_uri(out, REDUCED_DIR))
-        reduction.model.write().overwrite().save(_spark_uri(out, MODEL_DIR))
+        reduced.write.mode("overwrite").parquet(_spark_uri(staging, REDUCED_DIR))
+        reduction.model.write().overwrite().save(_spark_uri(staging, MODEL_DIR))
+        for name in (REDUCED_DIR, MODEL_DIR):
+            storage.commit_dataset(spark, storage.join(staging, name), storage.join(out, name))
+        storage.delete_tree(spark, staging)
         fig = plots.explained_variance_figure(
             reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
         )
@@ -199,6 +222,42 @@ def reduce_features(
     )
     report.write_report(run_report, report_uri)
     return reduction, run_report
+
+
+def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFrame | None:
+    """The last run's features, if they exist and came from the same model."""
+    try:
+        last = report.read_report(storage.join(out, REPORT_FILE))
+        previous = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
+    except (AnalysisException, FileNotFoundError):
+        log.info("incremental: no previous features under %s; featurizing all", out)
+        return None
+    if last.get("model", {}).get("name") != model_name:
+        log.info("incremental: previous features come from another model; featurizing all")
+        return None
+    return previous
+
+
+def _split_by_change(images: DataFrame, previous: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Images to featurize (new or changed) and previous rows to keep (unchanged).
+
+    An image is unchanged when its path, size and modification time are those of a previous
+    row: listing gives these without reading a byte, unlike a content hash.
+    """
+    keys = ["path", "size_bytes", "modified"]
+
+    def same_file(left: DataFrame, right: DataFrame):
+        # null-safe: zero-byte files have no modification time
+        cond = left[keys[0]].eqNullSafe(right[keys[0]])
+        for key in keys[1:]:
+            cond = cond & left[key].eqNullSafe(right[key])
+        return cond
+
+    listed = images.select(*keys)
+    reused = previous.join(listed, same_file(previous, listed), "left_semi")
+    reused_keys = reused.select(*keys)
+    todo = images.join(reused_keys, same_file(images, reused_keys), "left_anti")
+    return todo, reused
 
 
 def _spark_uri(base: str, name: str) -> str:

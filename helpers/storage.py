@@ -118,3 +118,35 @@ def read_bytes(uri: str) -> bytes:
         except (client.exceptions.NoSuchKey, client.exceptions.NoSuchBucket):
             raise FileNotFoundError(f"no such object: {redact(uri)}") from None
     return local_path(uri).read_bytes()
+
+
+def commit_dataset(spark, staging_uri: str, final_uri: str) -> None:
+    """Move a completely written dataset from its staging location to its final one.
+
+    Through Hadoop's FileSystem (local disk, HDFS, S3 through EMRFS): the previous dataset is
+    set aside, the new one renamed in, then the old one deleted. A run that fails before this
+    point never touches the final location, so the previous good output stays readable.
+    """
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path
+    source, target = path(to_spark_uri(staging_uri)), path(to_spark_uri(final_uri))
+    backup = path(to_spark_uri(final_uri.rstrip("/") + "._previous"))
+    fs = target.getFileSystem(conf)
+    if fs.exists(backup):
+        fs.delete(backup, True)
+    if fs.exists(target) and not fs.rename(target, backup):
+        raise OSError(f"could not set aside {redact(final_uri)}")
+    fs.mkdirs(target.getParent())
+    if not fs.rename(source, target):
+        if fs.exists(backup):
+            fs.rename(backup, target)  # put the previous output back
+        raise OSError(f"could not move {redact(staging_uri)} to {redact(final_uri)}")
+    fs.delete(backup, True)
+
+
+def delete_tree(spark, uri: str) -> None:
+    """Delete a folder (through Hadoop's FileSystem, like :func:`commit_dataset`)."""
+    jvm = spark.sparkContext._jvm
+    target = jvm.org.apache.hadoop.fs.Path(to_spark_uri(uri))
+    target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(target, True)

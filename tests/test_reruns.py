@@ -1,0 +1,69 @@
+"""Reruns: a failed run leaves the previous output intact; incremental runs featurize only
+what changed and drop what was deleted."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import pipeline
+from helpers.pipeline import RunParams
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def _features(spark, out):
+    pdf = spark.read.parquet(str(out / "features")).toPandas()
+    return {p: f for p, f in zip(pdf["path"], pdf["features"])}
+
+
+def test_failed_run_leaves_previous_output_intact(spark, small_real_set, tmp_path):
+    out = tmp_path / "out"
+    pipeline.run(RunParams(str(small_real_set), str(out), k=3), spark)
+    before = _features(spark, out)
+    corrupt = tmp_path / "corrupt_weights.h5"
+    corrupt.write_bytes(b"not an HDF5 file" * 100)
+
+    # the workers cannot load the model: every task fails, so does the job
+    with pytest.raises(Exception, match="file signature not found"):
+        pipeline.run(RunParams(str(small_real_set), str(out), k=3, weights=str(corrupt)), spark)
+
+    after = _features(spark, out)
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(before[p], after[p]) for p in before)
+    assert spark.read.parquet(str(out / "reduced")).count() == 12
+    assert not (out / "features._previous").exists()
+
+
+def test_incremental_run_featurizes_only_new_and_changed_images(
+    spark, small_real_set, fruits_sample, tmp_path
+):
+    out = tmp_path / "out"
+    params = RunParams(str(small_real_set), str(out), k=3, incremental=True)
+    first = pipeline.run(params, spark)
+    assert first.report["images"]["featurized_this_run"] == 12
+    before = _features(spark, out)
+
+    kiwi = sorted((small_real_set / "Training" / "Kiwi").iterdir())
+    kiwi[0].unlink()  # deleted
+    changed = kiwi[1]
+    changed.write_bytes(changed.read_bytes() + b"\0")  # changed: new size
+    os.utime(changed, (1, 1))
+    for source in sorted((fruits_sample / "Orange").glob("*.jpg"))[:2]:  # new class, 2 images
+        (small_real_set / "Training" / "Orange").mkdir(exist_ok=True)
+        shutil.copy(source, small_real_set / "Training" / "Orange" / source.name)
+
+    second = pipeline.run(params, spark)
+    assert second.report["images"]["featurized_this_run"] == 3  # 2 new + 1 changed
+    after = _features(spark, out)
+    assert len(after) == 12 - 1 + 2
+    assert not any(p.endswith(kiwi[0].name) for p in after)
+    unchanged = [p for p in before if p in after and not p.endswith(changed.name)]
+    assert len(unchanged) == 10
+    assert all(np.array_equal(before[p], after[p]) for p in unchanged)
+    assert spark.read.parquet(str(out / "reduced")).count() == 13
+
+    third = pipeline.run(params, spark)  # nothing changed: nothing goes through the model
+    assert third.report["images"]["featurized_this_run"] == 0
+    assert len(_features(spark, out)) == 13
