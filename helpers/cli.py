@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run|make-sample``.
+"""Command line: ``python -m helpers run|notebooks|s3|emr|make-sample``.
 
 Errors a user can fix (missing input, bad parameter, missing weights) print one line and
 exit with status 2; no stack trace.
