@@ -129,7 +129,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     out = params.output_uri
     timings: dict[str, float] = {}
 
-    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
+    staging = _new_staging(out)
     with _stage(timings, "featurize"):
         images = ingest.list_images(spark, params.input_uri, params.num_partitions)
         if params.sample_fraction < 1.0:
@@ -198,7 +198,7 @@ def reduce_features(
             f"no features under {storage.redact(out)}: run the feature extraction first"
         ) from None
     timings = run_report["timings_s"]
-    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
+    staging = _new_staging(out)
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
@@ -222,6 +222,11 @@ def reduce_features(
     )
     report.write_report(run_report, report_uri)
     return reduction, run_report
+
+
+def _new_staging(out: str) -> str:
+    """A staging folder of its own for this run's datasets."""
+    return storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
 
 
 def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFrame | None:
