@@ -129,7 +129,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     out = params.output_uri
     timings: dict[str, float] = {}
 
-    staging = _new_staging(out)
+    staging = new_staging(out)
     with _stage(timings, "featurize"):
         images = ingest.list_images(spark, params.input_uri, params.num_partitions)
         if params.sample_fraction < 1.0:
@@ -142,12 +142,12 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         )
         if reused is not None:
             features = features.unionByName(reused)
-        features.write.mode("overwrite").parquet(_spark_uri(staging, FEATURES_DIR))
+        features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
         storage.commit_dataset(
             spark, storage.join(staging, FEATURES_DIR), storage.join(out, FEATURES_DIR)
         )
         storage.delete_tree(spark, staging)
-    stored = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
+    stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
 
     with _stage(timings, "inventory"):
         counts = inventory.label_split_counts(stored)
@@ -191,19 +191,19 @@ def reduce_features(
     out = output_uri
     report_uri = storage.join(out, REPORT_FILE)
     try:
-        stored = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
+        stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
         run_report = report.read_report(report_uri)
     except (AnalysisException, FileNotFoundError):
         raise ingest.InputError(
             f"no features under {storage.redact(out)}: run the feature extraction first"
         ) from None
     timings = run_report["timings_s"]
-    staging = _new_staging(out)
+    staging = new_staging(out)
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        reduced.write.mode("overwrite").parquet(_spark_uri(staging, REDUCED_DIR))
-        reduction.model.write().overwrite().save(_spark_uri(staging, MODEL_DIR))
+        reduced.write.mode("overwrite").parquet(spark_uri(staging, REDUCED_DIR))
+        reduction.model.write().overwrite().save(spark_uri(staging, MODEL_DIR))
         for name in (REDUCED_DIR, MODEL_DIR):
             storage.commit_dataset(spark, storage.join(staging, name), storage.join(out, name))
         storage.delete_tree(spark, staging)
@@ -224,7 +224,7 @@ def reduce_features(
     return reduction, run_report
 
 
-def _new_staging(out: str) -> str:
+def new_staging(out: str) -> str:
     """A staging folder of its own for this run's datasets."""
     return storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
 
@@ -233,7 +233,7 @@ def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFr
     """The last run's features, if they exist and came from the same model."""
     try:
         last = report.read_report(storage.join(out, REPORT_FILE))
-        previous = spark.read.parquet(_spark_uri(out, FEATURES_DIR))
+        previous = spark.read.parquet(spark_uri(out, FEATURES_DIR))
     except (AnalysisException, FileNotFoundError):
         log.info("incremental: no previous features under %s; featurizing all", out)
         return None
@@ -265,5 +265,5 @@ def _split_by_change(images: DataFrame, previous: DataFrame) -> tuple[DataFrame,
     return todo, reused
 
 
-def _spark_uri(base: str, name: str) -> str:
+def spark_uri(base: str, name: str) -> str:
     return storage.to_spark_uri(storage.join(base, name))

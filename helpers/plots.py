@@ -163,3 +163,66 @@ def executor_usage(executors):
     ax.legend()
     ax.set_title("Executor usage")
     return _finished(fig)
+
+
+def palette(n: int) -> list:
+    """``n`` distinguishable colours: tab20, tab20b and tab20c (60), then a hue circle."""
+    listed = [c for name in ("tab20", "tab20b", "tab20c") for c in plt.get_cmap(name).colors]
+    if n <= len(listed):
+        return listed[:n]
+    return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+
+
+def _scatter_by(ax, points, x: str, y: str, by: str, title: str, legend: bool) -> None:
+    groups = sorted(points[by].unique(), key=str)
+    for colour, group in zip(palette(len(groups)), groups):
+        sel = points[points[by] == group]
+        ax.scatter(sel[x], sel[y], s=8, color=colour, label=str(group))
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if legend:
+        ax.legend(fontsize=6, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
+def maps_figure(points, max_legend: int = 30):
+    """2 x 2 maps: PCA (PC1, PC2) and t-SNE, each coloured by label and by cluster."""
+    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    legend = points["label"].nunique() <= max_legend
+    for row, (x, y, name) in enumerate((("pc1", "pc2", "PCA"), ("tsne1", "tsne2", "t-SNE"))):
+        _scatter_by(axes[row, 0], points, x, y, "label", f"{name}, coloured by label", legend)
+        _scatter_by(axes[row, 1], points, x, y, "cluster", f"{name}, coloured by cluster", False)
+    fig.suptitle(f"{len(points)} images (stratified sample)")
+    return _finished(fig)
+
+
+def confusion_figure(confusion, max_labels_text: int = 40):
+    """Row-normalised confusion matrix (rows: true label), worst-recognised labels first so
+    the errors gather at the top; counts printed in the cells when there are few labels."""
+    counts = confusion.to_numpy().astype(float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    recall = np.diag(shares)
+    order = np.lexsort((np.array(confusion.index, dtype=str), recall))
+    shares = shares[np.ix_(order, order)]
+    names = [confusion.index[i] for i in order]
+    n = len(names)
+    side = min(22.0, max(5.0, 0.3 * n + 3))
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fontsize = max(4, min(9, int(300 / max(n, 1))))
+    ax.set_xticks(range(n), names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(n), names, fontsize=fontsize)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label (lowest recall first)")
+    if n <= max_labels_text:
+        ordered = counts[np.ix_(order, order)]
+        for i in range(n):
+            for j in range(n):
+                if ordered[i, j]:
+                    colour = "white" if shares[i, j] > 0.5 else "black"
+                    ax.text(j, i, int(ordered[i, j]), ha="center", va="center",
+                            fontsize=fontsize, color=colour)  # fmt: skip
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true label")
+    ax.set_title("Confusion matrix on the test split")
+    return _finished(fig)

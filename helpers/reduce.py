@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VARIANCE_THRESHOLD = 0.95
 
-_VEC = "_features_vec"
-_SCALED = "_scaled"
-_PCA = "_pca_vec"
+#: Columns the saved models read and write (inside the pipeline; dropped from results).
+VECTOR_COL = "_features_vec"
+SCALED_COL = "_scaled"
+PCA_COL = "_pca_vec"
 
 
 def validate_threshold(variance_threshold: float) -> float:
@@ -79,9 +80,10 @@ class Reduction:
         return project(self.model, df, features_col, out_col)
 
 
-def _as_vectors(df: DataFrame, features_col: str) -> DataFrame:
+def as_vectors(df: DataFrame, features_col: str = "features") -> DataFrame:
+    """Rows with non-null features, plus the features as a Spark ML vector (``VECTOR_COL``)."""
     return df.filter(F.col(features_col).isNotNull()).withColumn(
-        _VEC, array_to_vector(F.col(features_col))
+        VECTOR_COL, array_to_vector(F.col(features_col))
     )
 
 
@@ -124,7 +126,7 @@ def _pca_model(spark, components: np.ndarray, ratios: np.ndarray) -> PCAModel:
         _py2java(sc, DenseVector(ratios[:k].tolist())),
     )
     model = PCAModel(java_model)
-    model._set(k=k, inputCol=_SCALED, outputCol=_PCA)
+    model._set(k=k, inputCol=SCALED_COL, outputCol=PCA_COL)
     return model
 
 
@@ -149,11 +151,11 @@ def fit_reduction(
     validate_k(k)
     if k is None:
         validate_threshold(variance_threshold)
-    vectors = _as_vectors(df, features_col)
-    if vectors.select(_VEC).first() is None:
+    vectors = as_vectors(df, features_col)
+    if vectors.select(VECTOR_COL).first() is None:
         raise ValueError("no rows with features to fit PCA on")
-    scaler = StandardScaler(inputCol=_VEC, outputCol=_SCALED, withMean=True, withStd=True)
-    scaler_model = scaler.fit(vectors.select(_VEC))
+    scaler = StandardScaler(inputCol=VECTOR_COL, outputCol=SCALED_COL, withMean=True, withStd=True)
+    scaler_model = scaler.fit(vectors.select(VECTOR_COL))
     mean, std = scaler_model.mean.toArray(), scaler_model.std.toArray()
     dim = len(mean)
     if k is not None and int(k) > dim:
@@ -175,8 +177,10 @@ def project(
     model: PipelineModel, df: DataFrame, features_col: str = "features", out_col: str = "pca"
 ) -> DataFrame:
     """Apply a fitted scaler + PCA; rows with null features are dropped."""
-    out = model.transform(_as_vectors(df, features_col))
-    return out.withColumn(out_col, vector_to_array(F.col(_PCA))).drop(_VEC, _SCALED, _PCA)
+    out = model.transform(as_vectors(df, features_col))
+    return out.withColumn(out_col, vector_to_array(F.col(PCA_COL))).drop(
+        VECTOR_COL, SCALED_COL, PCA_COL
+    )
 
 
 def load_reduction_model(uri: str) -> PipelineModel:

@@ -1,0 +1,226 @@
+"""The recognition engine's classifier: scaler + PCA + classifier, one Spark ML pipeline.
+
+Trained on CNN features (``features/`` of a run), so the saved ``PipelineModel`` turns the
+features of a new photo into label probabilities. Scaler and PCA are fitted on the training
+rows only: the test rows never influence the model they are scored with.
+
+Saved layout (``save_recognizer``)::
+
+    <uri>/pipeline/        Spark ML PipelineModel: StandardScaler, PCA, classifier, IndexToString
+    <uri>/recognizer.json  backbone, labels, classifier, k: what a reader needs besides the stages
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegression, MultilayerPerceptronClassifier
+from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from helpers import reduce, storage
+
+log = logging.getLogger(__name__)
+
+CLASSIFIERS = ("logistic_regression", "mlp")
+PIPELINE_DIR = "pipeline"
+META_FILE = "recognizer.json"
+LABEL_INDEX_COL = "_label_index"
+PREDICTED_COL = "predicted_label"
+#: Seed of the stratified split and of the MLP's initial weights.
+DEFAULT_SEED = 360
+
+
+@dataclass
+class Recognizer:
+    """A fitted scaler + PCA + classifier and what a reader needs to use it."""
+
+    model: PipelineModel
+    labels: list[str]
+    classifier: str
+    k: int
+    explained_variance: float
+    model_name: str = "mobilenet_v2"
+    settings: dict = field(default_factory=dict)
+
+    def metadata(self) -> dict:
+        return {
+            "model_name": self.model_name,
+            "labels": self.labels,
+            "classifier": self.classifier,
+            "k": self.k,
+            "explained_variance": round(self.explained_variance, 6),
+            "settings": self.settings,
+        }
+
+
+def stratified_split(
+    df: DataFrame, test_fraction: float = 0.25, seed: int = DEFAULT_SEED, label_col: str = "label"
+) -> tuple[DataFrame, DataFrame]:
+    """Split every label in the same proportion, repeatably (a seeded hash of the path orders
+    each label's rows; the first ``round(n * test_fraction)`` go to test, at least one when a
+    label has two rows or more)."""
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    by_label = Window.partitionBy(label_col).orderBy(F.xxhash64(F.col("path"), F.lit(seed)), "path")
+    ranked = df.withColumn("_rank", F.row_number().over(by_label)).withColumn(
+        "_n", F.count(F.lit(1)).over(Window.partitionBy(label_col))
+    )
+    n_test = F.when(F.col("_n") < 2, F.lit(0)).otherwise(
+        F.greatest(F.lit(1), F.round(F.col("_n") * float(test_fraction)))
+    )
+    is_test = F.col("_rank") <= n_test
+    ranked = ranked.withColumn("_test", is_test)
+    train = ranked.filter(~F.col("_test")).drop("_rank", "_n", "_test")
+    test = ranked.filter(F.col("_test")).drop("_rank", "_n", "_test")
+    return train, test
+
+
+def train_test(
+    df: DataFrame,
+    train_split: str = "Training",
+    test_split: str = "Test",
+    test_fraction: float = 0.25,
+    seed: int = DEFAULT_SEED,
+) -> tuple[DataFrame, DataFrame, str]:
+    """Training and test rows: the dataset's own splits when both are present, else a
+    stratified split of all rows. The third value says which was used."""
+    splits = {r["split"] for r in df.select("split").distinct().collect()}
+    if train_split in splits and test_split in splits:
+        train = df.filter(F.col("split") == train_split)
+        test = df.filter(F.col("split") == test_split)
+        return train, test, f"split folders {train_split} / {test_split}"
+    train, test = stratified_split(df, test_fraction, seed)
+    return train, test, f"stratified {1 - test_fraction:.0%} / {test_fraction:.0%} (seed {seed})"
+
+
+def fit_recognizer(
+    train: DataFrame,
+    classifier: str = "logistic_regression",
+    k: int | None = None,
+    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD,
+    reg_param: float = 0.01,
+    max_iter: int = 200,
+    hidden_layers: tuple[int, ...] = (256,),
+    seed: int = DEFAULT_SEED,
+    model_name: str = "mobilenet_v2",
+) -> Recognizer:
+    """Fit scaler + PCA, then the classifier, on the training rows (null features ignored).
+
+    Args:
+        train: rows with ``label`` and array<float> ``features``.
+        classifier: ``"logistic_regression"`` (multinomial, L2 ``reg_param``) or ``"mlp"``
+            (sigmoid hidden ``hidden_layers``, softmax output).
+        k, variance_threshold: PCA size, as in :func:`helpers.reduce.fit_reduction`.
+        model_name: the backbone that produced the features, recorded for prediction.
+    """
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose one of {CLASSIFIERS}")
+    if reg_param < 0 or max_iter < 1:
+        raise ValueError("reg_param must be >= 0 and max_iter >= 1")
+    train = train.filter(F.col("features").isNotNull() & F.col("label").isNotNull())
+    indexer = StringIndexer(
+        inputCol="label", outputCol=LABEL_INDEX_COL, stringOrderType="alphabetAsc"
+    ).fit(train)
+    labels = list(indexer.labelsArray[0])
+    if len(labels) < 2:
+        raise ValueError(f"need at least two labels to train a classifier, got {labels}")
+    reduction = reduce.fit_reduction(train, k=k, variance_threshold=variance_threshold)
+    projected = reduction.model.transform(reduce.as_vectors(indexer.transform(train)))
+    if classifier == "logistic_regression":
+        estimator = LogisticRegression(
+            family="multinomial", regParam=reg_param, elasticNetParam=0.0, maxIter=max_iter
+        )
+        settings = {"reg_param": reg_param, "max_iter": max_iter}
+    else:
+        layers = [reduction.k, *map(int, hidden_layers), len(labels)]
+        estimator = MultilayerPerceptronClassifier(layers=layers, maxIter=max_iter, seed=seed)
+        settings = {"layers": layers, "max_iter": max_iter, "seed": seed}
+    estimator.setFeaturesCol(reduce.PCA_COL).setLabelCol(LABEL_INDEX_COL)
+    fitted = estimator.fit(projected)
+    to_label = IndexToString(inputCol="prediction", outputCol=PREDICTED_COL, labels=labels)
+    pipeline = PipelineModel(stages=[*reduction.model.stages, fitted, to_label])
+    log.info("%s on %d labels, k=%d", classifier, len(labels), reduction.k)
+    return Recognizer(
+        pipeline,
+        labels,
+        classifier,
+        reduction.k,
+        reduction.explained_variance,
+        model_name,
+        settings,
+    )
+
+
+def predict(model: PipelineModel, df: DataFrame, features_col: str = "features") -> DataFrame:
+    """Add ``predicted_label`` and ``probability`` (array<double>, one per label in the
+    recognizer's label order) to rows with features; the other columns are kept."""
+    out = model.transform(reduce.as_vectors(df, features_col))
+    keep = [c for c in df.columns] + [PREDICTED_COL]
+    return out.select(*keep, vector_to_array(F.col("probability")).alias("probability"))
+
+
+def save_recognizer(recognizer: Recognizer, uri: str) -> None:
+    """Write the pipeline (Spark ML persistence) and ``recognizer.json`` under ``uri``."""
+    recognizer.model.write().overwrite().save(storage.to_spark_uri(storage.join(uri, PIPELINE_DIR)))
+    data = json.dumps(recognizer.metadata(), indent=2, ensure_ascii=False).encode("utf-8")
+    storage.write_bytes(storage.join(uri, META_FILE), data, "application/json")
+
+
+def load_pipeline(uri: str) -> PipelineModel:
+    """The Spark ML pipeline saved by :func:`save_recognizer`."""
+    return PipelineModel.load(storage.to_spark_uri(storage.join(uri, PIPELINE_DIR)))
+
+
+def evaluate(truth: list[str] | np.ndarray, predicted: list[str] | np.ndarray, labels: list[str]):
+    """Accuracy, macro-F1, the per-class report and the confusion matrix (rows: true label).
+
+    Test labels the classifier never saw count as errors and appear in the tables.
+    """
+    from sklearn import metrics
+
+    truth, predicted = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    if len(truth) == 0:
+        raise ValueError("no test rows to evaluate")
+    every = sorted(set(labels) | set(truth.tolist()))
+    report = metrics.classification_report(
+        truth, predicted, labels=every, output_dict=True, zero_division=0
+    )
+    per_class = pd.DataFrame({name: report[name] for name in every}).T.rename(
+        columns={"f1-score": "f1"}
+    )
+    per_class["support"] = per_class["support"].astype(int)
+    confusion = pd.DataFrame(
+        metrics.confusion_matrix(truth, predicted, labels=every), index=every, columns=every
+    )
+    return {
+        "accuracy": float(metrics.accuracy_score(truth, predicted)),
+        "macro_f1": float(
+            metrics.f1_score(truth, predicted, labels=every, average="macro", zero_division=0)
+        ),
+        "test_rows": int(len(truth)),
+        "unseen_labels": sorted(set(truth.tolist()) - set(labels)),
+        "per_class": per_class,
+        "confusion": confusion,
+    }
+
+
+def top_confusions(confusion: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The ``n`` largest off-diagonal cells: true label, predicted label, count, share of
+    the true label's test rows."""
+    rows = []
+    totals = confusion.sum(axis=1)
+    for true in confusion.index:
+        for pred in confusion.columns:
+            count = int(confusion.loc[true, pred])
+            if true != pred and count > 0:
+                rows.append((true, pred, count, count / totals[true]))
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
+    return table.sort_values(["count", "true"], ascending=[False, True]).head(n)

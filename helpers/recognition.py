@@ -1,0 +1,194 @@
+"""The recognition step after features and PCA: a classifier, clusters, 2-D maps.
+
+Reads ``<output>/features/`` and ``<output>/reduced/`` (notebooks 02 and 03) and writes:
+
+- ``recognizer/``  scaler + PCA + classifier fitted on the training rows (see
+  :mod:`helpers.classify`), what ``python -m helpers predict`` loads;
+- ``recognition_report.json``  split, accuracy, macro-F1, per-class scores, top confusions,
+  clustering scores;
+- ``confusion_matrix.png`` and ``maps.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.utils import AnalysisException
+
+from helpers import classify, clustering, ingest, maps, plots, reduce, report, storage
+from helpers.pipeline import FEATURES_DIR, REDUCED_DIR, REPORT_FILE, new_staging, spark_uri
+
+log = logging.getLogger(__name__)
+
+RECOGNIZER_DIR = "recognizer"
+RECOGNITION_REPORT = "recognition_report.json"
+CONFUSION_FIGURE = "confusion_matrix.png"
+MAPS_FIGURE = "maps.png"
+
+
+@dataclass
+class RecognitionParams:
+    """Settings of the recognition step; :meth:`validate` checks them before any work."""
+
+    output_uri: str
+    classifier: str = "logistic_regression"
+    train_split: str = "Training"
+    test_split: str = "Test"
+    #: Used when the data has no Training/Test folders: a stratified split of all images.
+    test_fraction: float = 0.25
+    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD
+    k: int | None = None
+    reg_param: float = 0.01
+    max_iter: int = 200
+    hidden_layers: tuple[int, ...] = (256,)
+    #: KMeans: a fixed k, or a (low, high) range searched by silhouette; neither: one per label.
+    n_clusters: int | None = None
+    cluster_k_range: tuple[int, int] | None = None
+    map_points: int = 1000
+    seed: int = classify.DEFAULT_SEED
+
+    def validate(self) -> RecognitionParams:
+        if self.classifier not in classify.CLASSIFIERS:
+            raise ValueError(
+                f"unknown classifier {self.classifier!r}; choose one of {classify.CLASSIFIERS}"
+            )
+        if not 0.0 < float(self.test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        reduce.validate_threshold(self.variance_threshold)
+        reduce.validate_k(self.k)
+        if self.n_clusters is not None and int(self.n_clusters) < 2:
+            raise ValueError(f"n_clusters must be >= 2, got {self.n_clusters}")
+        if int(self.map_points) < 3:
+            raise ValueError(f"map_points must be >= 3, got {self.map_points}")
+        return self
+
+
+@dataclass
+class RecognitionResult:
+    """Everything the notebook shows; the report holds the JSON-ready part."""
+
+    recognizer: classify.Recognizer
+    evaluation: dict
+    clustering: clustering.Clustering
+    cluster_table: pd.DataFrame
+    map_points: pd.DataFrame
+    report: dict
+
+
+def _read(spark: SparkSession, out: str, name: str, step: str) -> DataFrame:
+    try:
+        return spark.read.parquet(spark_uri(out, name))
+    except AnalysisException:
+        raise ingest.InputError(
+            f"no {name}/ under {storage.redact(out)}: run {step} first"
+        ) from None
+
+
+def run_recognition(params: RecognitionParams, spark: SparkSession) -> RecognitionResult:
+    """Train and evaluate the classifier, cluster, draw the maps; write every output."""
+    params.validate()
+    out = params.output_uri
+    features = _read(spark, out, FEATURES_DIR, "the feature extraction (notebook 02)")
+    reduced = _read(spark, out, REDUCED_DIR, "the PCA (notebook 03)")
+    try:
+        model_name = report.read_report(storage.join(out, REPORT_FILE))["model"]["name"]
+    except (FileNotFoundError, KeyError):
+        model_name = "mobilenet_v2"
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    train, test, split_how = classify.train_test(
+        features, params.train_split, params.test_split, params.test_fraction, params.seed
+    )
+    recognizer = classify.fit_recognizer(
+        train,
+        params.classifier,
+        k=params.k,
+        variance_threshold=params.variance_threshold,
+        reg_param=params.reg_param,
+        max_iter=params.max_iter,
+        hidden_layers=tuple(params.hidden_layers),
+        seed=params.seed,
+        model_name=model_name,
+    )
+    staging = new_staging(out)
+    classify.save_recognizer(recognizer, storage.join(staging, RECOGNIZER_DIR))
+    storage.commit_dataset(
+        spark, storage.join(staging, RECOGNIZER_DIR), storage.join(out, RECOGNIZER_DIR)
+    )
+    storage.delete_tree(spark, staging)
+    timings["train"] = round(time.perf_counter() - started, 3)
+
+    # Scored through the saved pipeline, as the app will use it.
+    started = time.perf_counter()
+    saved = classify.load_pipeline(storage.join(out, RECOGNIZER_DIR))
+    scored = classify.predict(saved, test).select("label", classify.PREDICTED_COL).toPandas()
+    evaluation = classify.evaluate(
+        scored["label"], scored[classify.PREDICTED_COL], recognizer.labels
+    )
+    n_train = train.filter("features IS NOT NULL").count()
+    timings["evaluate"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    clusters = clustering.fit_kmeans(
+        reduced, "pca", params.n_clusters, params.cluster_k_range, params.seed
+    )
+    assigned = clusters.assign(reduced)
+    table = clustering.cluster_label_table(assigned)
+    scores = clustering.agreement(table)
+    timings["cluster"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    sample = (
+        maps.stratified_sample(assigned, params.map_points, params.seed)
+        .select("path", "label", "cluster", "pca")
+        .toPandas()
+    )
+    points = maps.map_points(sample, params.seed)
+    timings["maps"] = round(time.perf_counter() - started, 3)
+
+    confusions = classify.top_confusions(evaluation["confusion"])
+    figures = {
+        CONFUSION_FIGURE: plots.confusion_figure(evaluation["confusion"]),
+        MAPS_FIGURE: plots.maps_figure(points),
+    }
+    for name, fig in figures.items():
+        storage.write_bytes(storage.join(out, name), plots.figure_png(fig), "image/png")
+
+    settings = asdict(params)
+    settings["output_uri"] = storage.redact(out)
+    result_report = {
+        "parameters": settings,
+        "split": {"how": split_how, "train_rows": n_train, "test_rows": evaluation["test_rows"]},
+        "classifier": {
+            **recognizer.metadata(),
+            "accuracy": round(evaluation["accuracy"], 6),
+            "macro_f1": round(evaluation["macro_f1"], 6),
+            "unseen_test_labels": evaluation["unseen_labels"],
+            "per_class": evaluation["per_class"].round(6).to_dict(orient="index"),
+            "top_confusions": confusions.round(6).to_dict(orient="records"),
+        },
+        "clustering": {
+            "k": clusters.k,
+            "silhouettes": {str(k): round(v, 6) for k, v in clusters.silhouettes.items()},
+            **{name: round(value, 6) for name, value in scores.items()},
+        },
+        "map_points": len(points),
+        "timings_s": timings,
+        "outputs": {
+            name: storage.redact(storage.join(out, name))
+            for name in (RECOGNIZER_DIR, CONFUSION_FIGURE, MAPS_FIGURE)
+        },
+    }
+    report.write_report(result_report, storage.join(out, RECOGNITION_REPORT))
+    log.info(
+        "recognition: accuracy %.4f, macro-F1 %.4f, ARI %.4f",
+        evaluation["accuracy"],
+        evaluation["macro_f1"],
+        scores["adjusted_rand_index"],
+    )
+    return RecognitionResult(recognizer, evaluation, clusters, table, points, result_report)

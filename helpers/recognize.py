@@ -1,0 +1,156 @@
+""" "What fruit is this?" for photos on disk or S3, without Spark.
+
+:class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.classify`) and the CNN once,
+then answers photos in batches: the same decoding and features as the Spark job
+(:func:`helpers.featurize.featurize_batch`), then the saved scaler + PCA + classifier applied
+with NumPy (:mod:`helpers.saved_pipeline`). A photo that cannot be read gets an error of its
+own; the others are still answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from helpers import classify, featurize, ingest, saved_pipeline, storage
+from helpers.models import get_backbone, resolve_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """The answer for one photo: the best labels with their probabilities, or an error."""
+
+    photo: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    probabilities: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    def as_dict(self) -> dict:
+        out: dict = {"photo": self.photo}
+        if self.error is not None:
+            out["error"] = self.error
+        else:
+            out["top"] = [{"label": lab, "probability": round(p, 6)} for lab, p in self.top]
+        return out
+
+
+class PhotoRecognizer:
+    """A saved recognizer and its CNN, loaded once."""
+
+    def __init__(self, recognizer_uri: str, weights: str | None = "imagenet", batch_size: int = 16):
+        """Load ``<recognizer_uri>/recognizer.json`` and ``pipeline/`` (local or s3://) and
+        build the CNN named there with ``weights`` (see :func:`helpers.models.resolve_weights`).
+        """
+        started = time.perf_counter()
+        self.uri = recognizer_uri
+        self.batch_size = int(batch_size)
+        local = _local_copy(recognizer_uri)
+        meta_file = local / classify.META_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(
+                f"no recognizer at {storage.redact(recognizer_uri)} "
+                f"(missing {classify.META_FILE}); train one with notebook 05_recognition"
+            )
+        self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+        self.pipeline = saved_pipeline.load(local / classify.PIPELINE_DIR)
+        self.backbone = get_backbone(self.metadata["model_name"])
+        if self.pipeline.feature_dim != self.backbone.feature_dim:
+            raise ValueError(
+                f"recognizer expects {self.pipeline.feature_dim} features, "
+                f"{self.backbone.name} gives {self.backbone.feature_dim}"
+            )
+        self._infer = featurize.load_inference_fn(
+            self.backbone.name, resolve_weights(self.backbone, weights)
+        )
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def labels(self) -> list[str]:
+        return self.pipeline.labels
+
+    def predict_bytes(
+        self, photos: list[tuple[str, bytes | None]], top: int = 3
+    ) -> list[Prediction]:
+        """Answer ``(name, image bytes)`` pairs; bytes None means the file could not be read."""
+        out = featurize.featurize_batch(
+            self.backbone, self._infer, [data for _, data in photos], self.batch_size
+        )
+        rows = [i for i, f in enumerate(out["features"]) if f is not None]
+        probs = (
+            self.pipeline.probabilities(np.stack([out["features"][i] for i in rows]))
+            if rows
+            else np.zeros((0, len(self.labels)))
+        )
+        answers = [Prediction(name, error=out["error"][i]) for i, (name, _) in enumerate(photos)]
+        for row, p in zip(rows, probs):
+            best = np.argsort(-p, kind="stable")[:top]
+            answers[row].top = [(self.labels[j], float(p[j])) for j in best]
+            answers[row].probabilities = p
+        return answers
+
+    def predict(self, photos: Iterable[str], top: int = 3) -> list[Prediction]:
+        """Answer photo paths or URIs (folders are expanded to their images), in order."""
+        if top < 1:
+            raise ValueError(f"top must be >= 1, got {top}")
+        names = expand_photos(photos)
+        answers: list[Prediction] = []
+        for start in range(0, len(names), self.batch_size):
+            chunk = names[start : start + self.batch_size]
+            loaded = [(name, *_read(name)) for name in chunk]
+            got = self.predict_bytes([(name, data) for name, data, _ in loaded], top)
+            for answer, (_, _, read_error) in zip(got, loaded):
+                if read_error is not None:
+                    answer.error = read_error
+            answers.extend(got)
+            log.info("answered %d / %d photos", len(answers), len(names))
+        return answers
+
+
+def expand_photos(photos: Iterable[str]) -> list[str]:
+    """Photo paths as given, local folders replaced by the images under them (sorted)."""
+    names: list[str] = []
+    for photo in photos:
+        path = Path(photo)
+        if storage.is_local(photo) and path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if ingest.is_image_name(p.name))
+            if not found:
+                raise FileNotFoundError(f"no images under {photo}")
+            names.extend(found)
+        else:
+            names.append(photo)
+    return names
+
+
+def _read(photo: str) -> tuple[bytes | None, str | None]:
+    try:
+        return storage.read_bytes(photo), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except IsADirectoryError:
+        return None, "is a folder, not a photo"
+    except Exception as err:  # any storage failure (permissions, S3 errors) is this photo's
+        return None, f"cannot read file: {getattr(err, 'strerror', None) or err}"
+
+
+def _local_copy(uri: str) -> Path:
+    """The recognizer folder on local disk (an S3 one is downloaded to a temporary folder)."""
+    if not storage.is_s3(uri):
+        return storage.local_path(uri)
+    from helpers import s3_staging
+
+    target = Path(tempfile.mkdtemp(prefix="fruits-recognizer-"))
+    s3_staging.download_prefix(uri, target)
+    return target
