@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from helpers import config, featurize, images, ingest, reduce
+from helpers import config, featurize, images, inference, ingest, reduce
 from helpers.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
@@ -90,7 +90,7 @@ def plain_loop(sample: Path, n: int, threads: int) -> float:
     """Images/s of the model alone: one process, ``threads`` TensorFlow threads, batches of
     already preprocessed pixels (decode excluded)."""
     backbone = get_backbone("mobilenet_v2")
-    infer = featurize.load_inference_fn("mobilenet_v2", resolve_weights(backbone), threads)
+    infer = inference.load_inference_fn("mobilenet_v2", resolve_weights(backbone), threads)
     files = sorted(sample.rglob("*.jpg"))[:BATCH]
     batch = backbone.preprocess(
         np.stack([images.decode_rgb(f.read_bytes(), backbone.input_size) for f in files])

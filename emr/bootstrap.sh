@@ -24,6 +24,7 @@ PINNED=(
   "pyarrow==17.0.0"
   "pillow==11.3.0"
   "matplotlib==3.9.4"
+  "scikit-learn==1.7.2"
   "boto3>=1.34"
   "pyyaml>=6.0"
 )

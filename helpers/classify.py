@@ -26,12 +26,11 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from helpers import reduce, storage
+from helpers.saved_pipeline import META_FILE, PIPELINE_DIR
 
 log = logging.getLogger(__name__)
 
 CLASSIFIERS = ("logistic_regression", "mlp")
-PIPELINE_DIR = "pipeline"
-META_FILE = "recognizer.json"
 LABEL_INDEX_COL = "_label_index"
 PREDICTED_COL = "predicted_label"
 #: Seed of the stratified split and of the MLP's initial weights.

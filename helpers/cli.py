@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run|notebooks|s3|emr|make-sample``.
+"""Command line: ``python -m helpers run|notebooks|predict|s3|emr|make-sample``.
 
 Errors a user can fix (missing input, bad parameter, missing weights) print one line and
 exit with status 2; no stack trace.
@@ -109,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook-dir", default=None, help="folder holding the notebooks (default: notebooks/)"
     )
 
+    predict = sub.add_parser(
+        "predict", help="top labels for photos with a saved recognizer (no Spark)"
+    )
+    predict.add_argument("photos", nargs="+", help="photo files, folders of photos, or s3:// URIs")
+    predict.add_argument(
+        "--recognizer",
+        default=None,
+        help="folder or URI written by notebook 05 (default: output/recognizer)",
+    )
+    predict.add_argument("--top", type=int, default=3, help="labels per photo (default: 3)")
+    predict.add_argument(
+        "--weights", default="imagenet", help="CNN weights, as for run (default: imagenet)"
+    )
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
     s3 = sub.add_parser("s3", help="S3 staging: make-bucket, upload, download, ls")
     s3.add_argument("action", choices=["make-bucket", "upload", "download", "ls"])
     s3.add_argument(
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "notebooks":
             return _notebooks(args)
+        if args.command == "predict":
+            return _predict(args)
         if args.command == "emr":
             return _emr(args)
         if args.command == "s3":
@@ -230,6 +247,41 @@ def _notebooks(args: argparse.Namespace) -> int:
     written = run_notebooks(parameters, output_uri=args.output, kernel_name=args.kernel, **kwargs)
     print("\n".join(written))
     return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Answer every photo; exit 1 when some could not be read (each one says why)."""
+    import os
+    import time
+
+    # TensorFlow's start-up chatter would bury the answers
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from helpers import storage
+    from helpers.recognize import RECOGNIZER_DIR, PhotoRecognizer
+
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
+    uri = args.recognizer or storage.join(config.default_output(), RECOGNIZER_DIR)
+    recognizer = PhotoRecognizer(uri, weights=args.weights)
+    started = time.perf_counter()
+    answers = recognizer.predict(args.photos, top=args.top)
+    elapsed = time.perf_counter() - started
+    for answer in answers:
+        if args.json:
+            print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        elif answer.error is not None:
+            print(f"{answer.photo}: error: {answer.error}")
+        else:
+            best = ", ".join(f"{label} {p:.1%}" for label, p in answer.top)
+            print(f"{answer.photo}: {best}")
+    failed = sum(a.error is not None for a in answers)
+    print(
+        f"{len(answers) - failed} of {len(answers)} photos answered in {elapsed:.2f} s "
+        f"({elapsed / max(len(answers), 1) * 1000:.0f} ms/photo; loading took "
+        f"{recognizer.load_seconds:.1f} s)",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
 
 
 def _emr(args: argparse.Namespace) -> int:

@@ -12,14 +12,13 @@ import logging
 import os
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from helpers import images, storage
-from helpers.models import Backbone, build_model, get_backbone, resolve_weights
+from helpers import inference, storage
+from helpers.models import Backbone, get_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +58,17 @@ def feature_udf(backbone: Backbone, weights_name: str | None, batch_size: int, t
         model_fn = _worker_model(name, weights_name, tf_threads)
         spec = get_backbone(name)
         for batch in contents:
-            yield featurize_batch(spec, model_fn, batch.tolist(), batch_size)
+            yield inference.featurize_batch(spec, model_fn, batch.tolist(), batch_size)
 
     return extract
-
-
-def featurize_batch(
-    backbone: Backbone, model_fn, contents: list[bytes | None], batch_size: int
-) -> pd.DataFrame:
-    """Decode and featurize a list of image bytes, ``batch_size`` images per model call.
-
-    Returns a frame with one row per input: ``features`` (float32 array or None) and
-    ``error`` (None or the reason the image could not be read).
-    """
-    features: list[np.ndarray | None] = [None] * len(contents)
-    errors: list[str | None] = [None] * len(contents)
-    for start in range(0, len(contents), batch_size):
-        pixels, rows = [], []
-        for row in range(start, min(start + batch_size, len(contents))):
-            try:
-                pixels.append(images.decode_rgb(contents[row], backbone.input_size))
-                rows.append(row)
-            except images.ImageDecodeError as err:
-                errors[row] = str(err)
-        if not pixels:
-            continue
-        out = np.asarray(model_fn(backbone.preprocess(np.stack(pixels))), dtype=np.float32)
-        for i, row in enumerate(rows):
-            features[row] = out[i]
-    return pd.DataFrame({"features": features, "error": errors})
 
 
 def _worker_model(name: str, weights_name: str | None, tf_threads: int):
     key = (name, weights_name, tf_threads)
     if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = load_inference_fn(name, _local_weights(weights_name), tf_threads)
+        _WORKER_MODELS[key] = inference.load_inference_fn(
+            name, _local_weights(weights_name), tf_threads
+        )
     return _WORKER_MODELS[key]
 
 
@@ -103,32 +78,6 @@ def _local_weights(weights_name: str | None) -> str | None:
     from pyspark import SparkFiles
 
     return SparkFiles.get(weights_name)
-
-
-def load_inference_fn(name: str, weights_path: str | None, tf_threads: int = 0):
-    """Build the backbone and return a compiled ``batch -> features`` function.
-
-    ``tf_threads`` > 0 caps TensorFlow's thread pools, so that Spark's task slots times
-    TensorFlow's threads does not exceed the cores.
-    """
-    import tensorflow as tf
-
-    if tf_threads > 0:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, tf_threads))
-        except RuntimeError:
-            pass  # TensorFlow already initialised in this process; keep its pools
-    backbone = get_backbone(name)
-    model = build_model(backbone, weights_path)
-    width, height = backbone.input_size
-    signature = [tf.TensorSpec([None, height, width, 3], tf.float32)]
-
-    @tf.function(input_signature=signature)
-    def infer(batch):
-        return model(batch, training=False)
-
-    return lambda batch: infer(tf.convert_to_tensor(batch)).numpy()
 
 
 def tf_threads_per_task(spark: SparkSession) -> int:

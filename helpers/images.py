@@ -27,6 +27,15 @@ RESAMPLE = Image.Resampling.BILINEAR
 BACKGROUND = (255, 255, 255)
 
 
+#: File names taken for images (any letter case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of the image extensions (any case)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 class ImageDecodeError(ValueError):
     """An input file that cannot be turned into an RGB image; ``str(err)`` is the reason."""
 

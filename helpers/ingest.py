@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from helpers import storage
+from helpers.images import IMAGE_EXTENSIONS, is_image_name
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 #: Hadoop glob for the extensions above, in any letter case.
 IMAGE_GLOB = "*.{[jJ][pP][gG],[jJ][pP][eE][gG],[pP][nN][gG]}"
 #: Folder names recognised as a dataset split when they are an image's grandparent.
@@ -27,11 +27,6 @@ IMAGE_COLUMNS = ["path", "label", "split", "size_bytes", "modified", "content"]
 
 class InputError(ValueError):
     """The input location is missing, unreadable or holds no images."""
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name has one of the image extensions (any case)."""
-    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def check_local_input(path: str) -> None:

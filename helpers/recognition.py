@@ -21,10 +21,10 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import classify, clustering, ingest, maps, plots, reduce, report, storage
 from helpers.pipeline import FEATURES_DIR, REDUCED_DIR, REPORT_FILE, new_staging, spark_uri
+from helpers.recognize import RECOGNIZER_DIR
 
 log = logging.getLogger(__name__)
 
-RECOGNIZER_DIR = "recognizer"
 RECOGNITION_REPORT = "recognition_report.json"
 CONFUSION_FIGURE = "confusion_matrix.png"
 MAPS_FIGURE = "maps.png"

@@ -2,7 +2,7 @@
 
 :class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.classify`) and the CNN once,
 then answers photos in batches: the same decoding and features as the Spark job
-(:func:`helpers.featurize.featurize_batch`), then the saved scaler + PCA + classifier applied
+(:func:`helpers.inference.featurize_batch`), then the saved scaler + PCA + classifier applied
 with NumPy (:mod:`helpers.saved_pipeline`). A photo that cannot be read gets an error of its
 own; the others are still answered.
 """
@@ -19,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import classify, featurize, ingest, saved_pipeline, storage
+from helpers import images, inference, saved_pipeline, storage
 from helpers.models import get_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
+
+#: Where notebook 05 saves the recognizer under the output folder.
+RECOGNIZER_DIR = "recognizer"
 
 
 @dataclass
@@ -58,21 +61,21 @@ class PhotoRecognizer:
         self.uri = recognizer_uri
         self.batch_size = int(batch_size)
         local = _local_copy(recognizer_uri)
-        meta_file = local / classify.META_FILE
+        meta_file = local / saved_pipeline.META_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(
                 f"no recognizer at {storage.redact(recognizer_uri)} "
-                f"(missing {classify.META_FILE}); train one with notebook 05_recognition"
+                f"(missing {saved_pipeline.META_FILE}); train one with notebook 05_recognition"
             )
         self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-        self.pipeline = saved_pipeline.load(local / classify.PIPELINE_DIR)
+        self.pipeline = saved_pipeline.load(local / saved_pipeline.PIPELINE_DIR)
         self.backbone = get_backbone(self.metadata["model_name"])
         if self.pipeline.feature_dim != self.backbone.feature_dim:
             raise ValueError(
                 f"recognizer expects {self.pipeline.feature_dim} features, "
                 f"{self.backbone.name} gives {self.backbone.feature_dim}"
             )
-        self._infer = featurize.load_inference_fn(
+        self._infer = inference.load_inference_fn(
             self.backbone.name, resolve_weights(self.backbone, weights)
         )
         self.load_seconds = time.perf_counter() - started
@@ -85,7 +88,7 @@ class PhotoRecognizer:
         self, photos: list[tuple[str, bytes | None]], top: int = 3
     ) -> list[Prediction]:
         """Answer ``(name, image bytes)`` pairs; bytes None means the file could not be read."""
-        out = featurize.featurize_batch(
+        out = inference.featurize_batch(
             self.backbone, self._infer, [data for _, data in photos], self.batch_size
         )
         rows = [i for i, f in enumerate(out["features"]) if f is not None]
@@ -125,7 +128,7 @@ def expand_photos(photos: Iterable[str]) -> list[str]:
     for photo in photos:
         path = Path(photo)
         if storage.is_local(photo) and path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if ingest.is_image_name(p.name))
+            found = sorted(str(p) for p in path.rglob("*") if images.is_image_name(p.name))
             if not found:
                 raise FileNotFoundError(f"no images under {photo}")
             names.extend(found)

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+#: A recognizer folder holds the Spark ML pipeline here and its description in META_FILE.
+PIPELINE_DIR = "pipeline"
+META_FILE = "recognizer.json"
+
 SCALER = "org.apache.spark.ml.feature.StandardScalerModel"
 PCA = "org.apache.spark.ml.feature.PCAModel"
 LOGISTIC = "org.apache.spark.ml.classification.LogisticRegressionModel"
@@ -83,7 +87,8 @@ def softmax(margins: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    # the tanh form does not overflow for large |x|
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 @dataclass

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import images, storage
-from helpers.featurize import featurize_batch, load_inference_fn
+from helpers.inference import featurize_batch, load_inference_fn
 from helpers.models import build_model, get_backbone
 from tests import imagefactory as mk
 from tests.conftest import feature_matrix

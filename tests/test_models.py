@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import config, models
-from helpers.featurize import featurize_batch, load_inference_fn
+from helpers.inference import featurize_batch, load_inference_fn
 from helpers.models import WeightsNotFoundError, get_backbone, resolve_weights
 from tests import imagefactory as mk
 

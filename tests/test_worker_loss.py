@@ -17,7 +17,7 @@ SCENARIO = textwrap.dedent(
     import json, sys, threading, time
     from pathlib import Path
     import numpy as np, psutil
-    from helpers import featurize, ingest
+    from helpers import featurize, inference, ingest
     from helpers.models import get_backbone, resolve_weights
     from helpers.spark_session import get_spark
     from helpers.standalone import standalone_cluster
@@ -54,9 +54,9 @@ SCENARIO = textwrap.dedent(
         spark.stop()
 
     backbone = get_backbone("mobilenet_v2")
-    infer = featurize.load_inference_fn("mobilenet_v2", resolve_weights(backbone))
+    infer = inference.load_inference_fn("mobilenet_v2", resolve_weights(backbone))
     paths = rows["path"].tolist()
-    clean = featurize.featurize_batch(
+    clean = inference.featurize_batch(
         backbone, infer, [Path(p.removeprefix("file:")).read_bytes() for p in paths], 32)
     pairs = zip(rows["features"], clean["features"])
     diff = max(float(np.abs(np.asarray(a) - b).max()) for a, b in pairs)

@@ -1,0 +1,223 @@
+"""The recognition engine on the real Fruits-360 sample: a stratified split, the classifier
+through its saved pipeline, `predict` without Spark against the Spark pipeline, clusters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from helpers import classify, clustering, maps, reduce, saved_pipeline
+from helpers.recognize import PhotoRecognizer
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def features_df(spark, sample_features, tmp_path_factory):
+    """The 960 sample images' Spark features as a Spark DataFrame (path, label, features)."""
+    target = tmp_path_factory.mktemp("recognition") / "features.parquet"
+    sample_features[["path", "label", "features"]].to_parquet(target)
+    return spark.read.parquet(str(target)).cache()
+
+
+@pytest.fixture(scope="module")
+def split(features_df):
+    return classify.stratified_split(features_df, test_fraction=0.25, seed=7)
+
+
+@pytest.fixture(scope="module")
+def saved_recognizer(split, tmp_path_factory):
+    """Logistic regression recognizer trained on the 75 % split, saved to disk."""
+    train, _ = split
+    recognizer = classify.fit_recognizer(train, "logistic_regression")
+    target = tmp_path_factory.mktemp("recognizer") / "recognizer"
+    classify.save_recognizer(recognizer, str(target))
+    return recognizer, target
+
+
+@pytest.fixture(scope="module")
+def spark_scores(saved_recognizer, split):
+    """The saved pipeline, loaded by Spark, applied to the held-out rows."""
+    _, target = saved_recognizer
+    _, test = split
+    scored = classify.predict(classify.load_pipeline(str(target)), test)
+    return scored.select("path", "label", classify.PREDICTED_COL, "probability").toPandas()
+
+
+def test_stratified_split_is_stratified_disjoint_and_repeatable(split, features_df):
+    train, test = split
+    train_counts = train.groupBy("label").count().toPandas().set_index("label")["count"]
+    test_counts = test.groupBy("label").count().toPandas().set_index("label")["count"]
+    assert len(test_counts) == 24 and set(test_counts) == {10} and set(train_counts) == {30}
+    test_paths = {r.path for r in test.select("path").collect()}
+    assert not test_paths & {r.path for r in train.select("path").collect()}
+    again = classify.stratified_split(features_df, 0.25, seed=7)[1]
+    assert {r.path for r in again.select("path").collect()} == test_paths
+    other = classify.stratified_split(features_df, 0.25, seed=8)[1]
+    assert {r.path for r in other.select("path").collect()} != test_paths
+
+
+def test_saved_pipeline_accuracy_on_held_out_images(saved_recognizer, spark_scores):
+    recognizer, target = saved_recognizer
+    ev = classify.evaluate(
+        spark_scores["label"], spark_scores[classify.PREDICTED_COL], recognizer.labels
+    )
+    print(
+        f"\nheld-out accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f}, k={recognizer.k}"
+    )
+    assert len(spark_scores) == 240
+    assert ev["accuracy"] >= 0.9 and ev["macro_f1"] >= 0.9
+    meta = json.loads((target / saved_pipeline.META_FILE).read_text())
+    assert meta["labels"] == sorted(meta["labels"]) and len(meta["labels"]) == 24
+    assert meta["model_name"] == "mobilenet_v2" and meta["k"] == recognizer.k
+
+
+def test_predict_without_spark_matches_spark_and_finds_the_label(
+    saved_recognizer, spark_scores, mobilenet_weights
+):
+    """`predict` decodes the photo files itself; its probabilities equal the Spark pipeline's
+    (Spark-computed features -> saved PipelineModel) within 1e-5."""
+    _, target = saved_recognizer
+    photos = [p.removeprefix("file:") for p in spark_scores["path"]]
+    recognizer = PhotoRecognizer(str(target), weights=mobilenet_weights)
+    answers = recognizer.predict(photos, top=3)
+    assert [a.photo for a in answers] == photos and all(a.error is None for a in answers)
+    ours = np.stack([a.probabilities for a in answers])
+    theirs = np.stack(spark_scores["probability"].to_numpy())
+    diff = float(np.abs(ours - theirs).max())
+    in_top3 = np.mean([t in [lab for lab, _ in a.top] for a, t in zip(answers, spark_scores.label)])
+    print(f"\npredict vs Spark: max |dp| = {diff:.2e}; true label in top-3: {in_top3:.4f}")
+    assert diff <= 1e-5
+    assert in_top3 >= 0.95
+    assert all(len(a.top) == 3 and a.top[0][1] >= a.top[1][1] >= a.top[2][1] for a in answers)
+
+
+def test_mlp_pipeline_read_without_spark_gives_sparks_probabilities(split, tmp_path):
+    train, test = split
+    recognizer = classify.fit_recognizer(
+        train, "mlp", k=40, hidden_layers=(16,), max_iter=30, seed=3
+    )
+    classify.save_recognizer(recognizer, str(tmp_path))
+    scored = classify.predict(classify.load_pipeline(str(tmp_path)), test).toPandas()
+    loaded = saved_pipeline.load(tmp_path / saved_pipeline.PIPELINE_DIR)
+    ours = loaded.probabilities(np.stack(scored["features"].to_numpy()))
+    assert loaded.classifier == "mlp" and loaded.params["layers"] == [40, 16, 24]
+    assert np.abs(ours - np.stack(scored["probability"].to_numpy())).max() < 1e-9
+    assert [loaded.labels[i] for i in ours.argmax(axis=1)] == scored[
+        classify.PREDICTED_COL
+    ].tolist()
+
+
+def test_bad_classifier_settings_are_refused(split):
+    train, _ = split
+    with pytest.raises(ValueError, match="unknown classifier"):
+        classify.fit_recognizer(train, "forest")
+    with pytest.raises(ValueError, match="two labels"):
+        classify.fit_recognizer(train.filter("label = 'Kiwi'"))
+
+
+def test_kmeans_clusters_agree_with_labels(features_df):
+    reduction = reduce.fit_reduction(features_df, variance_threshold=0.9)
+    reduced = reduction.transform(features_df).cache()
+    fitted = clustering.fit_kmeans(reduced)
+    assert fitted.k == 24 and list(fitted.silhouettes) == [24]
+    assigned = fitted.assign(reduced)
+    table = clustering.cluster_label_table(assigned)
+    assert table.to_numpy().sum() == 960 and table.shape[1] == 24
+    scores = clustering.agreement(table)
+    rows = assigned.select("label", "cluster").toPandas()
+    assert scores["adjusted_rand_index"] == pytest.approx(
+        metrics.adjusted_rand_score(rows["label"], rows["cluster"])
+    )
+    print(f"\nKMeans k=24 on PCA features: {scores}")
+    assert scores["adjusted_rand_index"] > 0.4 and scores["homogeneity"] > 0.7
+
+    searched = clustering.fit_kmeans(reduced, k_range=(22, 24))
+    assert sorted(searched.silhouettes) == [22, 23, 24]
+    assert searched.silhouettes[searched.k] == max(searched.silhouettes.values())
+
+    sample = maps.stratified_sample(assigned, max_points=48).toPandas()
+    assert len(sample) == 48 and set(sample["label"].value_counts()) == {2}
+
+
+PREDICT_IN_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    from helpers.recognize import PhotoRecognizer
+    answers = PhotoRecognizer(sys.argv[1], weights=sys.argv[2]).predict(sys.argv[3:])
+    print(json.dumps({"spark_imported": any(m.startswith("pyspark") for m in sys.modules),
+                      "answers": [a.as_dict() for a in answers]}))
+    """
+)
+
+
+def test_predict_needs_no_spark_and_answers_s3_photos(
+    saved_recognizer, spark_scores, mobilenet_weights, aws_local, tmp_path
+):
+    """A recognizer and a photo on S3 (local S3 server), answered by a process that never
+    imports pyspark."""
+    import boto3
+
+    _, target = saved_recognizer
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="fruits", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    for path in target.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), "fruits", f"models/recognizer/{path.relative_to(target)}")
+    photo = spark_scores["path"][0].removeprefix("file:")
+    s3.upload_file(photo, "fruits", "photos/one.jpg")
+    done = subprocess.run(
+        [sys.executable, "-c", PREDICT_IN_PROCESS, "s3://fruits/models/recognizer",
+         mobilenet_weights, "s3://fruits/photos/one.jpg", "s3://fruits/photos/missing.jpg"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["spark_imported"] is False
+    first, missing = seen["answers"]
+    assert first["top"][0]["label"] == spark_scores["label"][0]
+    assert missing == {"photo": "s3://fruits/photos/missing.jpg", "error": "file not found"}
+
+
+def test_predict_command_answers_good_photos_and_names_bad_ones(
+    saved_recognizer, spark_scores, mobilenet_weights, tmp_path
+):
+    _, target = saved_recognizer
+    good = spark_scores["path"][0].removeprefix("file:")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(good, folder / "copy.JPG")
+    command = [sys.executable, "-m", "helpers", "predict", good, str(corrupt),
+               str(tmp_path / "missing.jpg"), str(folder), "--recognizer", str(target),
+               "--weights", mobilenet_weights, "--json"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [line["photo"] for line in lines] == [
+        good,
+        str(corrupt),
+        str(tmp_path / "missing.jpg"),
+        str(folder / "copy.JPG"),
+    ]
+    assert lines[0]["top"][0]["label"] == spark_scores["label"][0] and len(lines[0]["top"]) == 3
+    assert lines[3]["top"] == lines[0]["top"]
+    assert "error" in lines[1] and "Traceback" not in done.stderr
+    assert lines[2]["error"] == "file not found"
+    assert "2 of 4 photos answered" in done.stderr
+
+    absent = subprocess.run(
+        [sys.executable, "-m", "helpers", "predict", good, "--recognizer", str(tmp_path / "no")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert absent.returncode == 2
+    assert absent.stderr.strip().splitlines()[-1].startswith("error: no recognizer at")

@@ -1,0 +1,103 @@
+"""Pure parts of the recognition engine: partition agreement, saved-matrix decoding,
+evaluation tables, t-SNE. No Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics
+
+from helpers import classify, clustering, maps, plots, saved_pipeline
+
+
+def _table(clusters, labels) -> pd.DataFrame:
+    return pd.crosstab(pd.Series(clusters, name="cluster"), pd.Series(labels, name="label"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agreement_matches_sklearn_on_random_partitions(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 6, size=300)
+    clusters = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 8, size=300))
+    got = clustering.agreement(_table(clusters, labels))
+    h, c, v = metrics.homogeneity_completeness_v_measure(labels, clusters)
+    assert got["adjusted_rand_index"] == pytest.approx(
+        metrics.adjusted_rand_score(labels, clusters)
+    )
+    assert got["homogeneity"] == pytest.approx(h)
+    assert got["completeness"] == pytest.approx(c)
+    assert got["v_measure"] == pytest.approx(v)
+
+
+def test_agreement_extremes():
+    same = clustering.agreement(_table([0, 0, 1, 1, 2, 2], ["a", "a", "b", "b", "c", "c"]))
+    assert same == {k: pytest.approx(1.0) for k in same}
+    one_cluster = clustering.agreement(_table([0, 0, 0, 0], ["a", "a", "b", "b"]))
+    assert one_cluster["homogeneity"] == pytest.approx(0.0)
+    assert one_cluster["completeness"] == pytest.approx(1.0)
+    assert one_cluster["adjusted_rand_index"] == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        clustering.agreement(np.array([[1]]))
+
+
+def test_spark_matrix_and_vector_structs_decode():
+    dense = np.arange(6, dtype=float).reshape(2, 3)
+    col_major = {"type": 1, "numRows": 2, "numCols": 3, "colPtrs": None, "rowIndices": None,
+                 "values": dense.flatten(order="F").tolist(), "isTransposed": False}  # fmt: skip
+    row_major = {**col_major, "values": dense.flatten().tolist(), "isTransposed": True}
+    assert np.array_equal(saved_pipeline.matrix(col_major), dense)
+    assert np.array_equal(saved_pipeline.matrix(row_major), dense)
+    sparse = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]])
+    csc = {"type": 0, "numRows": 2, "numCols": 3, "colPtrs": [0, 1, 2, 3],
+           "rowIndices": [1, 0, 1], "values": [1.0, 2.0, 3.0], "isTransposed": False}  # fmt: skip
+    csr = {"type": 0, "numRows": 2, "numCols": 3, "colPtrs": [0, 1, 3],
+           "rowIndices": [1, 0, 2], "values": [2.0, 1.0, 3.0], "isTransposed": True}  # fmt: skip
+    assert np.array_equal(saved_pipeline.matrix(csc), sparse)
+    assert np.array_equal(saved_pipeline.matrix(csr), sparse)
+    assert np.array_equal(
+        saved_pipeline.vector({"type": 0, "size": 4, "indices": [1, 3], "values": [5.0, 6.0]}),
+        [0, 5, 0, 6],
+    )
+
+
+def test_not_a_pipeline_is_refused_by_name(tmp_path):
+    with pytest.raises(saved_pipeline.UnsupportedPipeline, match="not a saved Spark ML pipeline"):
+        saved_pipeline.load(tmp_path)
+
+
+def test_evaluate_counts_unseen_labels_as_errors_and_lists_top_confusions():
+    truth = ["apple"] * 4 + ["kiwi"] * 4 + ["plum"] * 2
+    predicted = ["apple", "apple", "apple", "kiwi", "kiwi", "kiwi", "apple", "kiwi", "kiwi", "kiwi"]
+    ev = classify.evaluate(truth, predicted, labels=["apple", "kiwi"])
+    assert ev["accuracy"] == pytest.approx(0.6)
+    assert ev["unseen_labels"] == ["plum"]
+    assert ev["confusion"].loc["plum", "kiwi"] == 2
+    assert ev["per_class"].loc["apple", "recall"] == pytest.approx(0.75)
+    assert ev["macro_f1"] == pytest.approx(
+        metrics.f1_score(truth, predicted, average="macro", zero_division=0)
+    )
+    top = classify.top_confusions(ev["confusion"], n=2)
+    assert top.iloc[0].tolist() == ["plum", "kiwi", 2, 1.0]
+    assert len(top) == 2
+    fig = plots.confusion_figure(ev["confusion"])
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks[0] == "plum"  # lowest recall first
+
+
+def test_tsne_is_repeatable_and_separates_clear_groups():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 10
+    points = np.concatenate([c + rng.normal(size=(30, 20)) for c in centres])
+    a, b = maps.tsne_2d(points, seed=1), maps.tsne_2d(points, seed=1)
+    assert a.shape == (90, 2) and np.allclose(a, b)
+    groups = np.repeat([0, 1, 2], 30)
+    nearest = [groups[np.argsort(np.linalg.norm(a - p, axis=1))[1]] for p in a]
+    assert np.mean(np.asarray(nearest) == groups) > 0.95
+    assert maps.tsne_2d(points[:5]).shape == (5, 2)  # perplexity lowered for few points
+
+
+def test_palette_colours_are_distinct_for_many_labels():
+    for n in (6, 24, 60, 131):
+        colours = [tuple(np.round(c[:3], 4)) for c in plots.palette(n)]
+        assert len(set(colours)) == n
