@@ -25,6 +25,7 @@ PIPELINE_NOTEBOOKS = (
     "02_feature_extraction.ipynb",
     "03_pca.ipynb",
     "04_spark_ui_monitoring.ipynb",
+    "05_recognition.ipynb",
 )
 EXECUTED_DIR = "notebooks"
 

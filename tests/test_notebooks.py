@@ -61,6 +61,8 @@ def test_main_job_runs_the_notebooks_on_data_sample(tmp_path):
         assert _errors(out / "notebooks" / name) == []
     report = json.loads((out / "run_report.json").read_text())
     assert report["images"]["total"] == 132 and report["pca"]["k"] >= 1
+    recognition = json.loads((out / "recognition_report.json").read_text())
+    assert recognition["split"]["test_rows"] == 36 and recognition["classifier"]["accuracy"] >= 0.9
     assert (out / "features" / "_SUCCESS").exists() and (out / "reduced" / "_SUCCESS").exists()
     assert (out / "explained_variance.png").stat().st_size > 10_000
 
@@ -92,6 +94,13 @@ def test_papermill_pipeline_on_real_images(fruits_run, spark):
     assert extraction["featurized"] == 960 and extraction["feature_size"] == 1280
     pca = read_metrics(str(out), "03_pca")
     assert pca["reduced_rows"] == 960 and pca["explained_variance"] >= 0.9
+
+    recognition = read_metrics(str(out), "05_recognition")
+    assert recognition["split"]["how"].startswith("stratified")  # no Training/Test folders
+    assert recognition["split"]["test_rows"] == 240 and recognition["accuracy"] >= 0.9
+    assert recognition["clusters"] == 24
+    assert (out / "recognizer" / "recognizer.json").is_file()
+    assert (out / "maps.png").read_bytes()[:4] == b"\x89PNG"
 
     assert spark.read.parquet(str(out / "features")).count() == 960
     assert spark.read.parquet(str(out / "reduced")).count() == 960
