@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
 	touch $@
 
-# The main job: notebooks 01-04 headless (papermill); executed copies in $(OUTPUT)/notebooks.
+# The main job: notebooks 01-05 headless (papermill); executed copies in $(OUTPUT)/notebooks.
 run: setup
 	$(BIN)/python -m helpers notebooks -p INPUT_URI "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 

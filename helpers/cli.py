@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     books = sub.add_parser(
-        "notebooks", help="execute notebooks 01-04 headless with papermill (the main job)"
+        "notebooks", help="execute notebooks 01-05 headless with papermill (the main job)"
     )
     books.add_argument(
         "-f",

@@ -141,7 +141,7 @@ def pipeline_steps(
             + " ".join(extra)
         ).strip()
         args = ["bash", "-c", script]
-        name = "fruits: notebooks 01-04"
+        name = "fruits: notebooks 01-05"
     else:
         raise ValueError(f"mode must be 'cli' or 'notebooks', got {mode!r}")
     return [
