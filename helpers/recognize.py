@@ -13,7 +13,8 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,17 +59,19 @@ class PhotoRecognizer:
         build the CNN named there with ``weights`` (see :func:`helpers.models.resolve_weights`).
         """
         started = time.perf_counter()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.uri = recognizer_uri
         self.batch_size = int(batch_size)
-        local = _local_copy(recognizer_uri)
-        meta_file = local / saved_pipeline.META_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(
-                f"no recognizer at {storage.redact(recognizer_uri)} "
-                f"(missing {saved_pipeline.META_FILE}); train one with notebook 05_recognition"
-            )
-        self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-        self.pipeline = saved_pipeline.load(local / saved_pipeline.PIPELINE_DIR)
+        with _local_copy(recognizer_uri) as local:
+            meta_file = local / saved_pipeline.META_FILE
+            if not meta_file.is_file():
+                raise FileNotFoundError(
+                    f"no recognizer at {storage.redact(recognizer_uri)} "
+                    f"(missing {saved_pipeline.META_FILE}); train one with notebook 05_recognition"
+                )
+            self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+            self.pipeline = saved_pipeline.load(local / saved_pipeline.PIPELINE_DIR)
         self.backbone = get_backbone(self.metadata["model_name"])
         if self.pipeline.feature_dim != self.backbone.feature_dim:
             raise ValueError(
@@ -148,12 +151,15 @@ def _read(photo: str) -> tuple[bytes | None, str | None]:
         return None, f"cannot read file: {getattr(err, 'strerror', None) or err}"
 
 
-def _local_copy(uri: str) -> Path:
-    """The recognizer folder on local disk (an S3 one is downloaded to a temporary folder)."""
+@contextmanager
+def _local_copy(uri: str) -> Iterator[Path]:
+    """The recognizer folder on local disk; an S3 one is downloaded to a temporary folder,
+    removed once read (everything is in memory by then)."""
     if not storage.is_s3(uri):
-        return storage.local_path(uri)
+        yield storage.local_path(uri)
+        return
     from helpers import s3_staging
 
-    target = Path(tempfile.mkdtemp(prefix="fruits-recognizer-"))
-    s3_staging.download_prefix(uri, target)
-    return target
+    with tempfile.TemporaryDirectory(prefix="fruits-recognizer-") as target:
+        s3_staging.download_prefix(uri, target)
+        yield Path(target)
