@@ -125,6 +125,16 @@ class PhotoRecognizer:
         return answers
 
 
+def predict(
+    photos: Iterable[str],
+    recognizer_uri: str,
+    top: int = 3,
+    weights: str | None = "imagenet",
+) -> list[Prediction]:
+    """Load a recognizer and answer photos once (for many calls keep a PhotoRecognizer)."""
+    return PhotoRecognizer(recognizer_uri, weights=weights).predict(photos, top=top)
+
+
 def expand_photos(photos: Iterable[str]) -> list[str]:
     """Photo paths as given, local folders replaced by the images under them (sorted)."""
     names: list[str] = []

@@ -191,3 +191,16 @@ def test_nbval_fails_when_a_stored_output_changes(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1, done.stdout[-2000:]
     assert "133 images" in done.stdout and "132 images" in done.stdout
+
+
+@pytest.mark.notebooks
+def test_notebook_02_incremental_rerun_featurizes_nothing_new(tmp_path):
+    """INCREMENTAL = True in notebook 02: the second run on unchanged input reuses every row."""
+    out = tmp_path / "incremental"
+    params = {"INPUT_URI": str(ROOT / "data_sample"), "INCREMENTAL": True}
+    seen = []
+    for _ in range(2):
+        run_notebooks(params, output_uri=str(out), notebooks=("02_feature_extraction.ipynb",))
+        seen.append(read_metrics(str(out), "02_feature_extraction"))
+    assert seen[0]["featurized_this_run"] == 132
+    assert seen[1]["featurized_this_run"] == 0 and seen[1]["featurized"] == 132

@@ -151,8 +151,8 @@ def test_kmeans_clusters_agree_with_labels(features_df):
 PREDICT_IN_PROCESS = textwrap.dedent(
     """
     import json, sys
-    from helpers.recognize import PhotoRecognizer
-    answers = PhotoRecognizer(sys.argv[1], weights=sys.argv[2]).predict(sys.argv[3:])
+    from helpers.recognize import predict
+    answers = predict(sys.argv[3:], sys.argv[1], weights=sys.argv[2])
     print(json.dumps({"spark_imported": any(m.startswith("pyspark") for m in sys.modules),
                       "answers": [a.as_dict() for a in answers]}))
     """
