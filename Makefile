@@ -26,6 +26,7 @@ run: setup
 # The same chain without notebooks (as an EMR step would run it).
 run-cli: setup
 	$(BIN)/python -m helpers run --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
+	$(BIN)/python -m helpers recognize --output "$(OUTPUT)"
 
 lint: setup
 	$(BIN)/ruff check helpers tests benchmarks

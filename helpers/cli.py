@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run|notebooks|predict|s3|emr|make-sample``.
+"""Command line: ``python -m helpers run|recognize|notebooks|predict|s3|emr|make-sample``.
 
 Errors a user can fix (missing input, bad parameter, missing weights) print one line and
 exit with status 2; no stack trace.
@@ -78,6 +78,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write Spark event logs here (default: <output>/spark-events when local)",
     )
+
+    recognize = sub.add_parser(
+        "recognize",
+        help="after run: train + evaluate the classifier, cluster, draw maps (as notebook 05)",
+    )
+    recognize.add_argument(
+        "--output",
+        default=config.default_output(),
+        help="the folder or URI a run wrote features/ and reduced/ to (default: output/)",
+    )
+    recognize.add_argument(
+        "--classifier", default="logistic_regression", choices=["logistic_regression", "mlp"]
+    )
+    recognize.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="stratified test share when there are no Training/Test folders (default: 0.25)",
+    )
+    recognize.add_argument(
+        "--n-clusters", type=int, default=None, help="KMeans k (default: labels)"
+    )
+    recognize.add_argument(
+        "--cluster-k-range",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="choose KMeans k in this range by silhouette",
+    )
+    recognize.add_argument("--master", default=None, help="Spark master")
 
     books = sub.add_parser(
         "notebooks", help="execute notebooks 01-05 headless with papermill (the main job)"
@@ -172,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "notebooks":
             return _notebooks(args)
+        if args.command == "recognize":
+            return _recognize(args)
         if args.command == "predict":
             return _predict(args)
         if args.command == "emr":
@@ -246,6 +279,35 @@ def _notebooks(args: argparse.Namespace) -> int:
     kwargs = {"notebook_dir": Path(args.notebook_dir)} if args.notebook_dir else {}
     written = run_notebooks(parameters, output_uri=args.output, kernel_name=args.kernel, **kwargs)
     print("\n".join(written))
+    return 0
+
+
+def _recognize(args: argparse.Namespace) -> int:
+    from helpers.recognition import RECOGNITION_REPORT, RecognitionParams, run_recognition
+    from helpers.spark_session import get_spark
+
+    params = RecognitionParams(
+        args.output,
+        classifier=args.classifier,
+        test_fraction=args.test_fraction,
+        n_clusters=args.n_clusters,
+        cluster_k_range=tuple(args.cluster_k_range) if args.cluster_k_range else None,
+    ).validate()
+    spark = get_spark(args.master)
+    try:
+        result = run_recognition(params, spark)
+    finally:
+        spark.stop()
+    scores = result.report
+    summary = {
+        "split": scores["split"],
+        "accuracy": scores["classifier"]["accuracy"],
+        "macro_f1": scores["classifier"]["macro_f1"],
+        "clusters": scores["clustering"]["k"],
+        "adjusted_rand_index": scores["clustering"]["adjusted_rand_index"],
+        "report": f"{args.output.rstrip('/')}/{RECOGNITION_REPORT}",
+    }
+    print(json.dumps(summary, indent=2))
     return 0
 
 

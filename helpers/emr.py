@@ -120,8 +120,9 @@ def pipeline_steps(
     mode: str = "cli",
     extra_args: list[str] | None = None,
 ) -> list[dict]:
-    """Steps running the chain: ``cli`` (spark-submit of the helpers CLI) or ``notebooks``
-    (papermill on the primary node; executed notebooks written to ``<output>/notebooks/``)."""
+    """Steps running the chain: ``cli`` (spark-submit of the helpers CLI: ``run``, then
+    ``recognize``) or ``notebooks`` (papermill on the primary node; executed notebooks written
+    to ``<output>/notebooks/``)."""
     input_uri = input_uri or spec.uri("input")
     output_uri = output_uri or spec.uri("output")
     extra = list(extra_args or [])
@@ -130,6 +131,9 @@ def pipeline_steps(
                 spec.uri("code", "run_pipeline.py"), "run",
                 "--input", input_uri, "--output", output_uri, *extra]  # fmt: skip
         name = "fruits: featurize + PCA"
+        entry = spec.uri("code", "run_pipeline.py")
+        recognize = ["spark-submit", "--deploy-mode", "cluster", entry,
+                     "recognize", "--output", output_uri]  # fmt: skip
     elif mode == "notebooks":
         books = "/tmp/fruits-notebooks"
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
@@ -144,12 +148,17 @@ def pipeline_steps(
         name = "fruits: notebooks 01-05"
     else:
         raise ValueError(f"mode must be 'cli' or 'notebooks', got {mode!r}")
+    steps = [(name, args)]
+    if mode == "cli":
+        steps.append(("fruits: recognition", recognize))
     return [
         {
-            "Name": name,
-            "ActionOnFailure": "CONTINUE",
-            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+            "Name": step_name,
+            # a failed step cancels the ones after it: they would read stale outputs
+            "ActionOnFailure": "CONTINUE" if i == len(steps) - 1 else "CANCEL_AND_WAIT",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": step_args},
         }
+        for i, (step_name, step_args) in enumerate(steps)
     ]
 
 

@@ -47,6 +47,19 @@ def test_main_job_on_data_sample(tmp_path):
     assert "stage featurize: done" in done.stderr
     assert list((out / "spark-events").iterdir())
 
+    # the EMR cli mode's second step: recognition on the run's output
+    done = helpers_cli("recognize", "--output", str(out), "--cluster-k-range", "5", "7")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["split"]["test_rows"] == 36 and summary["accuracy"] >= 0.9
+    assert 5 <= summary["clusters"] <= 7
+    assert (out / "recognizer" / "recognizer.json").is_file()
+    assert (out / "confusion_matrix.png").stat().st_size > 10_000
+
+    missing = helpers_cli("recognize", "--output", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "error: no features/ under" in missing.stderr
+
 
 @pytest.mark.parametrize(
     "args,message",

@@ -54,6 +54,14 @@ def test_step_requests_match_the_emr_service_model(mode):
         "s3://fruits-bucket/fruits/input" in command
         and "s3://fruits-bucket/fruits/output" in command
     )
+    if mode == "cli":  # run, then recognize on its output; a failed run cancels recognize
+        assert [s["HadoopJarStep"]["Args"][4] for s in steps] == ["run", "recognize"]
+        assert steps[0]["ActionOnFailure"] == "CANCEL_AND_WAIT"
+        assert "--output s3://fruits-bucket/fruits/output" in " ".join(
+            steps[1]["HadoopJarStep"]["Args"]
+        )
+    else:
+        assert len(steps) == 1
 
 
 def test_dry_run_prints_exactly_the_requests():
