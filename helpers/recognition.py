@@ -95,9 +95,12 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     features = _read(spark, out, FEATURES_DIR, "the feature extraction (notebook 02)")
     reduced = _read(spark, out, REDUCED_DIR, "the PCA (notebook 03)")
     try:
-        model_name = report.read_report(storage.join(out, REPORT_FILE))["model"]["name"]
+        features_model = report.read_report(storage.join(out, REPORT_FILE))["model"]
     except (FileNotFoundError, KeyError):
-        model_name = "mobilenet_v2"
+        raise ingest.InputError(
+            f"no {REPORT_FILE} saying which model made the features under "
+            f"{storage.redact(out)}: run the feature extraction (notebook 02) first"
+        ) from None
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -113,8 +116,11 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         max_iter=params.max_iter,
         hidden_layers=tuple(params.hidden_layers),
         seed=params.seed,
-        model_name=model_name,
+        model_name=features_model["name"],
     )
+    weights_file = features_model.get("weights_file")
+    recognizer.settings["weights"] = features_model.get("weights")
+    recognizer.settings["weights_file"] = weights_file.rsplit("/", 1)[-1] if weights_file else None
     staging = new_staging(out)
     classify.save_recognizer(recognizer, storage.join(staging, RECOGNIZER_DIR))
     storage.commit_dataset(

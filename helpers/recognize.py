@@ -78,9 +78,21 @@ class PhotoRecognizer:
                 f"recognizer expects {self.pipeline.feature_dim} features, "
                 f"{self.backbone.name} gives {self.backbone.feature_dim}"
             )
-        self._infer = inference.load_inference_fn(
-            self.backbone.name, resolve_weights(self.backbone, weights)
-        )
+        settings = self.metadata.get("settings", {})
+        if settings.get("weights") == "random":
+            raise ValueError(
+                "this recognizer was trained on features of randomly initialised weights, "
+                "which cannot be rebuilt to answer photos; train it on ImageNet features"
+            )
+        weights_path = resolve_weights(self.backbone, weights)
+        trained_with = settings.get("weights_file")
+        if trained_with and weights_path and Path(weights_path).name != trained_with:
+            log.warning(
+                "recognizer trained on features from %s; answering with %s",
+                trained_with,
+                Path(weights_path).name,
+            )
+        self._infer = inference.load_inference_fn(self.backbone.name, weights_path)
         self.load_seconds = time.perf_counter() - started
 
     @property

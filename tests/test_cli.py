@@ -53,7 +53,8 @@ def test_main_job_on_data_sample(tmp_path):
     summary = json.loads(done.stdout)
     assert summary["split"]["test_rows"] == 36 and summary["accuracy"] >= 0.9
     assert 5 <= summary["clusters"] <= 7
-    assert (out / "recognizer" / "recognizer.json").is_file()
+    settings = json.loads((out / "recognizer" / "recognizer.json").read_text())["settings"]
+    assert settings["weights"] == "imagenet" and settings["weights_file"].endswith("_no_top.h5")
     assert (out / "confusion_matrix.png").stat().st_size > 10_000
 
     missing = helpers_cli("recognize", "--output", str(tmp_path / "nothing"))

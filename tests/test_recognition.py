@@ -246,3 +246,14 @@ def test_held_out_photos_on_textured_backgrounds_are_still_recognized(
         f"top-1 {top1:.3f}, top-3 {top3:.3f}"
     )
     assert top1 >= 0.85 and top3 >= 0.95
+
+
+def test_a_recognizer_trained_on_random_weight_features_is_refused(saved_recognizer, tmp_path):
+    _, target = saved_recognizer
+    copy = tmp_path / "recognizer"
+    shutil.copytree(target, copy)
+    meta = json.loads((copy / saved_pipeline.META_FILE).read_text())
+    meta["settings"]["weights"] = "random"
+    (copy / saved_pipeline.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="randomly initialised"):
+        PhotoRecognizer(str(copy))
