@@ -60,25 +60,43 @@ class Recognizer:
         }
 
 
+def validate_classifier(classifier: str) -> str:
+    """Check a classifier name is one of :data:`CLASSIFIERS`."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose one of {CLASSIFIERS}")
+    return classifier
+
+
+def validate_test_fraction(test_fraction: float) -> float:
+    """Check a test share is in (0, 1)."""
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    return float(test_fraction)
+
+
+def rank_within_label(df: DataFrame, seed: int, label_col: str = "label") -> DataFrame:
+    """Add ``_rank``: each label's rows numbered 1, 2, ... in an order fixed by a seeded hash
+    of the path (repeatable, and unrelated to file names or listing order)."""
+    order = Window.partitionBy(label_col).orderBy(F.xxhash64(F.col("path"), F.lit(seed)), "path")
+    return df.withColumn("_rank", F.row_number().over(order))
+
+
 def stratified_split(
     df: DataFrame, test_fraction: float = 0.25, seed: int = DEFAULT_SEED, label_col: str = "label"
 ) -> tuple[DataFrame, DataFrame]:
-    """Split every label in the same proportion, repeatably (a seeded hash of the path orders
-    each label's rows; the first ``round(n * test_fraction)`` go to test, at least one when a
-    label has two rows or more)."""
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    by_label = Window.partitionBy(label_col).orderBy(F.xxhash64(F.col("path"), F.lit(seed)), "path")
-    ranked = df.withColumn("_rank", F.row_number().over(by_label)).withColumn(
+    """Split every label in the same proportion, repeatably (:func:`rank_within_label`; the
+    first ``round(n * test_fraction)`` go to test, at least one when a label has two rows or
+    more)."""
+    validate_test_fraction(test_fraction)
+    ranked = rank_within_label(df, seed, label_col).withColumn(
         "_n", F.count(F.lit(1)).over(Window.partitionBy(label_col))
     )
     n_test = F.when(F.col("_n") < 2, F.lit(0)).otherwise(
         F.greatest(F.lit(1), F.round(F.col("_n") * float(test_fraction)))
     )
     is_test = F.col("_rank") <= n_test
-    ranked = ranked.withColumn("_test", is_test)
-    train = ranked.filter(~F.col("_test")).drop("_rank", "_n", "_test")
-    test = ranked.filter(F.col("_test")).drop("_rank", "_n", "_test")
+    train = ranked.filter(~is_test).drop("_rank", "_n")
+    test = ranked.filter(is_test).drop("_rank", "_n")
     return train, test
 
 
@@ -120,8 +138,7 @@ def fit_recognizer(
         k, variance_threshold: PCA size, as in :func:`helpers.reduce.fit_reduction`.
         model_name: the backbone that produced the features, recorded for prediction.
     """
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {classifier!r}; choose one of {CLASSIFIERS}")
+    validate_classifier(classifier)
     if reg_param < 0 or max_iter < 1:
         raise ValueError("reg_param must be >= 0 and max_iter >= 1")
     train = train.filter(F.col("features").isNotNull() & F.col("label").isNotNull())
@@ -162,8 +179,9 @@ def predict(model: PipelineModel, df: DataFrame, features_col: str = "features")
     """Add ``predicted_label`` and ``probability`` (array<double>, one per label in the
     recognizer's label order) to rows with features; the other columns are kept."""
     out = model.transform(reduce.as_vectors(df, features_col))
-    keep = [c for c in df.columns] + [PREDICTED_COL]
-    return out.select(*keep, vector_to_array(F.col("probability")).alias("probability"))
+    return out.select(
+        *df.columns, PREDICTED_COL, vector_to_array(F.col("probability")).alias("probability")
+    )
 
 
 def save_recognizer(recognizer: Recognizer, uri: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from helpers import config, featurize, reduce
+from helpers import classify, config, featurize, reduce
 from helpers.models import BACKBONES, WeightsNotFoundError, get_backbone, resolve_weights
 
 USER_ERRORS = (ValueError, FileNotFoundError, WeightsNotFoundError)
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder or URI a run wrote features/ and reduced/ to (default: output/)",
     )
     recognize.add_argument(
-        "--classifier", default="logistic_regression", choices=["logistic_regression", "mlp"]
+        "--classifier", default="logistic_regression", choices=classify.CLASSIFIERS
     )
     recognize.add_argument(
         "--test-fraction",
@@ -283,6 +283,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _recognize(args: argparse.Namespace) -> int:
+    from helpers import storage
     from helpers.recognition import RECOGNITION_REPORT, RecognitionParams, run_recognition
     from helpers.spark_session import get_spark
 
@@ -305,7 +306,7 @@ def _recognize(args: argparse.Namespace) -> int:
         "macro_f1": scores["classifier"]["macro_f1"],
         "clusters": scores["clustering"]["k"],
         "adjusted_rand_index": scores["clustering"]["adjusted_rand_index"],
-        "report": f"{args.output.rstrip('/')}/{RECOGNITION_REPORT}",
+        "report": storage.join(args.output, RECOGNITION_REPORT),
     }
     print(json.dumps(summary, indent=2))
     return 0

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from pyspark.ml.clustering import KMeans, KMeansModel
 from pyspark.ml.evaluation import ClusteringEvaluator
-from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from helpers.reduce import as_vectors
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,10 @@ class Clustering:
     def assign(self, df: DataFrame, features_col: str = "pca") -> DataFrame:
         """Add ``cluster`` (int) to rows with non-null features."""
         return (
-            self.model.transform(_vectors(df, features_col))
+            self.model.transform(as_vectors(df, features_col, _VEC))
             .withColumn(CLUSTER_COL, F.col(CLUSTER_COL).cast("int"))
             .drop(_VEC)
         )
-
-
-def _vectors(df: DataFrame, features_col: str) -> DataFrame:
-    return df.filter(F.col(features_col).isNotNull()).withColumn(
-        _VEC, array_to_vector(F.col(features_col))
-    )
 
 
 def fit_kmeans(
@@ -58,7 +53,7 @@ def fit_kmeans(
 ) -> Clustering:
     """KMeans with ``k`` clusters, or the k in ``k_range`` (inclusive) with the best
     silhouette, or (neither given) as many clusters as labels."""
-    vectors = _vectors(df, features_col).cache()
+    vectors = as_vectors(df, features_col, _VEC).cache()
     try:
         if k_range is not None:
             low, high = int(k_range[0]), int(k_range[1])

@@ -10,8 +10,10 @@ import math
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from helpers.classify import rank_within_label
 
 DEFAULT_SEED = 360
 #: Principal components fed to t-SNE (the usual advice: reduce to ~50 first).
@@ -21,18 +23,15 @@ TSNE_INPUT_DIMS = 50
 def stratified_sample(
     df: DataFrame, max_points: int = 1000, seed: int = DEFAULT_SEED, label_col: str = "label"
 ) -> DataFrame:
-    """At most ``ceil(max_points / labels)`` rows of each label, chosen by a seeded hash of the
-    path (repeatable), so small classes are not drowned out by big ones."""
+    """At most ``ceil(max_points / labels)`` rows of each label, the first of
+    :func:`helpers.classify.rank_within_label` (repeatable), so small classes are not drowned
+    out by big ones."""
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     n_labels = df.select(label_col).distinct().count()
     per_label = max(1, math.ceil(max_points / max(n_labels, 1)))
-    order = Window.partitionBy(label_col).orderBy(F.xxhash64("path", F.lit(seed)), "path")
-    return (
-        df.withColumn("_rank", F.row_number().over(order))
-        .filter(F.col("_rank") <= per_label)
-        .drop("_rank")
-    )
+    ranked = rank_within_label(df, seed, label_col)
+    return ranked.filter(F.col("_rank") <= per_label).drop("_rank")
 
 
 def tsne_2d(points: np.ndarray, seed: int = DEFAULT_SEED, perplexity: float = 30.0) -> np.ndarray:

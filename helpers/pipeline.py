@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -129,7 +130,6 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     out = params.output_uri
     timings: dict[str, float] = {}
 
-    staging = new_staging(out)
     with _stage(timings, "featurize"):
         images = ingest.list_images(spark, params.input_uri, params.num_partitions)
         if params.sample_fraction < 1.0:
@@ -142,11 +142,8 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         )
         if reused is not None:
             features = features.unionByName(reused)
-        features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
-        storage.commit_dataset(
-            spark, storage.join(staging, FEATURES_DIR), storage.join(out, FEATURES_DIR)
-        )
-        storage.delete_tree(spark, staging)
+        with staged(spark, out, FEATURES_DIR) as staging:
+            features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
     stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
 
     with _stage(timings, "inventory"):
@@ -198,15 +195,12 @@ def reduce_features(
             f"no features under {storage.redact(out)}: run the feature extraction first"
         ) from None
     timings = run_report["timings_s"]
-    staging = new_staging(out)
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        reduced.write.mode("overwrite").parquet(spark_uri(staging, REDUCED_DIR))
-        reduction.model.write().overwrite().save(spark_uri(staging, MODEL_DIR))
-        for name in (REDUCED_DIR, MODEL_DIR):
-            storage.commit_dataset(spark, storage.join(staging, name), storage.join(out, name))
-        storage.delete_tree(spark, staging)
+        with staged(spark, out, REDUCED_DIR, MODEL_DIR) as staging:
+            reduced.write.mode("overwrite").parquet(spark_uri(staging, REDUCED_DIR))
+            reduction.model.write().overwrite().save(spark_uri(staging, MODEL_DIR))
         fig = plots.explained_variance_figure(
             reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
         )
@@ -224,9 +218,16 @@ def reduce_features(
     return reduction, run_report
 
 
-def new_staging(out: str) -> str:
-    """A staging folder of its own for this run's datasets."""
-    return storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
+@contextmanager
+def staged(spark: SparkSession, out: str, *names: str) -> Iterator[str]:
+    """A staging folder of its own under ``out/_staging``: write the datasets ``names`` there;
+    when the block succeeds each is moved to ``out/<name>`` and the folder removed. When it
+    fails, nothing is moved and the folder stays for inspection."""
+    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
+    yield staging
+    for name in names:
+        storage.commit_dataset(spark, storage.join(staging, name), storage.join(out, name))
+    storage.delete_tree(spark, staging)
 
 
 def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFrame | None:

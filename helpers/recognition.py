@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
 from helpers import classify, clustering, ingest, maps, plots, reduce, report, storage
-from helpers.pipeline import FEATURES_DIR, REDUCED_DIR, REPORT_FILE, new_staging, spark_uri
+from helpers.pipeline import FEATURES_DIR, REDUCED_DIR, REPORT_FILE, spark_uri, staged
 from helpers.recognize import RECOGNIZER_DIR
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,8 @@ class RecognitionParams:
     seed: int = classify.DEFAULT_SEED
 
     def validate(self) -> RecognitionParams:
-        if self.classifier not in classify.CLASSIFIERS:
-            raise ValueError(
-                f"unknown classifier {self.classifier!r}; choose one of {classify.CLASSIFIERS}"
-            )
-        if not 0.0 < float(self.test_fraction) < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        classify.validate_classifier(self.classifier)
+        classify.validate_test_fraction(self.test_fraction)
         reduce.validate_threshold(self.variance_threshold)
         reduce.validate_k(self.k)
         if self.n_clusters is not None and int(self.n_clusters) < 2:
@@ -121,12 +117,8 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     weights_file = features_model.get("weights_file")
     recognizer.settings["weights"] = features_model.get("weights")
     recognizer.settings["weights_file"] = weights_file.rsplit("/", 1)[-1] if weights_file else None
-    staging = new_staging(out)
-    classify.save_recognizer(recognizer, storage.join(staging, RECOGNIZER_DIR))
-    storage.commit_dataset(
-        spark, storage.join(staging, RECOGNIZER_DIR), storage.join(out, RECOGNIZER_DIR)
-    )
-    storage.delete_tree(spark, staging)
+    with staged(spark, out, RECOGNIZER_DIR) as staging:
+        classify.save_recognizer(recognizer, storage.join(staging, RECOGNIZER_DIR))
     timings["train"] = round(time.perf_counter() - started, 3)
 
     # Scored through the saved pipeline, as the app will use it.

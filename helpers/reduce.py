@@ -80,10 +80,12 @@ class Reduction:
         return project(self.model, df, features_col, out_col)
 
 
-def as_vectors(df: DataFrame, features_col: str = "features") -> DataFrame:
-    """Rows with non-null features, plus the features as a Spark ML vector (``VECTOR_COL``)."""
+def as_vectors(
+    df: DataFrame, features_col: str = "features", out_col: str = VECTOR_COL
+) -> DataFrame:
+    """Rows with non-null features, plus the features as a Spark ML vector (``out_col``)."""
     return df.filter(F.col(features_col).isNotNull()).withColumn(
-        VECTOR_COL, array_to_vector(F.col(features_col))
+        out_col, array_to_vector(F.col(features_col))
     )
 
 
