@@ -3,6 +3,8 @@ evaluation tables, t-SNE. No Spark."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,3 +103,21 @@ def test_palette_colours_are_distinct_for_many_labels():
     for n in (6, 24, 60, 131):
         colours = [tuple(np.round(c[:3], 4)) for c in plots.palette(n)]
         assert len(set(colours)) == n
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"classifier": "forest"}, "unknown classifier 'forest'"),
+        ({"test_fraction": 1.0}, "test_fraction must be in (0, 1)"),
+        ({"n_clusters": 1}, "n_clusters must be >= 2"),
+        ({"map_points": 2}, "map_points must be >= 3"),
+        ({"variance_threshold": 0.0}, "variance_threshold must be in (0, 1]"),
+    ],
+)
+def test_recognition_parameters_are_checked_before_any_work(settings, message):
+    from helpers.recognition import RecognitionParams
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RecognitionParams("output", **settings).validate()
+    assert RecognitionParams("output", classifier="mlp").validate().classifier == "mlp"
