@@ -5,21 +5,32 @@
 #
 # Usage: bootstrap.sh --wheel s3://bucket/prefix/fruits_helpers-X-py3-none-any.whl
 #                     [--venv /opt/fruits-venv] [--python python3.11] [--pip-args "..."]
-#                     [--dry-run]
-#   --wheel     the project's wheel (s3:// URI or local path)
-#   --venv      where to create the environment (default /opt/fruits-venv)
-#   --python    interpreter to build it from (default python3.11, installed with dnf if missing)
-#   --pip-args  extra pip arguments (e.g. an internal index)
-#   --dry-run   print the commands instead of running them
+#                     [--instance-info FILE] [--spark-home DIR] [--no-sudo] [--dry-run]
+#   --wheel          the project's wheel (s3:// URI or local path)
+#   --venv           where to create the environment (default /opt/fruits-venv)
+#   --python         interpreter to build it from (default python3.11, installed with dnf
+#                    if missing)
+#   --pip-args       extra pip arguments (e.g. an internal index)
+#   --instance-info  EMR's description of this node (default /mnt/var/lib/info/instance.json);
+#                    '"isMaster": true' in it makes this the primary node
+#   --spark-home     where EMR installs Spark (default /usr/lib/spark); it need not exist yet
+#   --no-sudo        run every command as the current user (sudo is never used as root)
+#   --dry-run        print the commands instead of running them
+#
+# EMR runs bootstrap actions *before* it installs Spark: nothing here may need Spark. The
+# primary node's environment finds EMR's pyspark through a .pth hook that looks for it each
+# time Python starts, so it appears once Spark is installed.
 #
 # Idempotent: a second run reuses the environment and reinstalls nothing already there.
 # Fails loudly: any failing command stops the bootstrap, which fails the cluster start.
 set -euo pipefail
 
 # 1. Pinned versions: the same as pyproject.toml (tests/test_emr.py checks), minus pyspark,
-#    which EMR provides (Spark 3.5 of EMR 7.x; the code uses no API it lacks).
+#    which EMR provides (Spark 3.5 of EMR 7.x; the code uses no API it lacks). NumPy is pinned
+#    below 2 because EMR's pyspark 3.5 declares numpy<2 (pip would otherwise pick NumPy 2).
 PINNED=(
   "tensorflow-cpu==2.21.0"
+  "numpy==1.26.4"
   "pandas==2.2.3"
   "pyarrow==17.0.0"
   "pillow==11.3.0"
@@ -34,6 +45,9 @@ WHEEL=""
 VENV="/opt/fruits-venv"
 PYTHON="python3.11"
 PIP_ARGS=""
+INSTANCE_INFO="/mnt/var/lib/info/instance.json"
+SPARK_HOME_DIR="/usr/lib/spark"
+SUDO=(sudo)
 DRY_RUN=0
 
 # 2. Arguments
@@ -43,14 +57,21 @@ while [[ $# -gt 0 ]]; do
     --venv) VENV="$2"; shift 2 ;;
     --python) PYTHON="$2"; shift 2 ;;
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
+    --instance-info) INSTANCE_INFO="$2"; shift 2 ;;
+    --spark-home) SPARK_HOME_DIR="$2"; shift 2 ;;
+    --no-sudo) SUDO=(); shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 if [[ -z "$WHEEL" ]]; then
   echo "bootstrap: --wheel is required" >&2
   exit 2
+fi
+
+if [[ "$(id -u)" -eq 0 ]]; then
+  SUDO=()
 fi
 
 run() {
@@ -62,23 +83,22 @@ run() {
 
 is_primary() {
   # EMR writes the node's role here; absent outside EMR (then: not primary).
-  local info=/mnt/var/lib/info/instance.json
-  [[ -f "$info" ]] && grep -q '"isMaster": *true' "$info"
+  [[ -f "$INSTANCE_INFO" ]] && grep -q '"isMaster": *true' "$INSTANCE_INFO"
 }
 
 # 3. Python 3.11 (EMR 7's system Python is 3.9; Amazon Linux 2023 packages 3.11)
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  run sudo dnf install -y -q python3.11 python3.11-pip
+  run "${SUDO[@]}" dnf install -y -q python3.11 python3.11-pip
 fi
 
 # 4. The environment and the pinned packages
 if [[ ! -x "$VENV/bin/python" ]]; then
-  run sudo "$PYTHON" -m venv "$VENV"
+  run "${SUDO[@]}" "$PYTHON" -m venv "$VENV"
 fi
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
-run sudo "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
+run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
 # shellcheck disable=SC2086
-run sudo "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
+run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
 
 # 5. The project's wheel
 LOCAL_WHEEL="$WHEEL"
@@ -87,16 +107,20 @@ if [[ "$WHEEL" == s3://* ]]; then
   run aws s3 cp --only-show-errors "$WHEEL" "$LOCAL_WHEEL"
 fi
 # shellcheck disable=SC2086
-run sudo "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_ARGS "$LOCAL_WHEEL"
+run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_ARGS "$LOCAL_WHEEL"
 
 # 6. Primary node only: notebook runner, and EMR's pyspark on the environment's path
 if is_primary; then
   # shellcheck disable=SC2086
-  run sudo "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
+  run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
   SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || echo "$VENV/lib/python3.11/site-packages")
-  PY4J=$(find /usr/lib/spark/python/lib -name 'py4j-*.zip' 2>/dev/null | head -n 1 || true)
-  run sudo sh -c "printf '%s\n%s\n' /usr/lib/spark/python '$PY4J' > '$SITE/emr-pyspark.pth'"
-  run sudo "$VENV/bin/python" -m ipykernel install --name fruits --display-name "Python (fruits)"
+  # A .pth line starting with "import" runs at every interpreter start: EMR's pyspark and its
+  # py4j (whatever version that Spark ships) are looked up then, not now, since Spark is
+  # installed only after bootstrap actions.
+  HOOK="import os, glob, sys; h = '$SPARK_HOME_DIR/python'; sys.path.extend([p for p in [h] + sorted(glob.glob(h + '/lib/py4j-*-src.zip'))[-1:] if os.path.exists(p) and p not in sys.path])"
+  run "${SUDO[@]}" sh -c "printf '%s\n' \"\$1\" > '$SITE/emr-pyspark.pth'" sh "$HOOK"
+  # in the environment itself, where its papermill looks first
+  run "${SUDO[@]}" "$VENV/bin/python" -m ipykernel install --sys-prefix --name fruits --display-name "Python (fruits)"
 fi
 
 # 7. What was installed, for the bootstrap log

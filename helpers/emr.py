@@ -25,6 +25,8 @@ EMR_DIR = config.PROJECT_ROOT / "emr"
 #: EMR 7.13: Spark 3.5.6 on Amazon Linux 2023; the bootstrap adds Python 3.11 (see README).
 DEFAULT_RELEASE = "emr-7.13.0"
 VENV_PYTHON = "/opt/fruits-venv/bin/python"
+#: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
+EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
 
 
 @dataclass
@@ -53,10 +55,13 @@ class ClusterSpec:
 
 
 def render_configurations(spec: ClusterSpec, path: Path = EMR_DIR / "configurations.json") -> list:
-    """``emr/configurations.json`` with its ``${...}`` placeholders filled in."""
-    text = string.Template(path.read_text()).substitute(
-        EVENT_LOG_URI=spec.uri("logs", "spark-events") + "/"
-    )
+    """``emr/configurations.json`` with its ``${...}`` placeholders filled in.
+
+    Spark's event logs stay where EMR puts them (``hdfs:///var/log/spark/apps``, which exists
+    before any application starts): EMR's persistent Spark UI and its History Server read them
+    from there, and an S3 prefix that nothing has created yet would stop every application.
+    """
+    text = string.Template(path.read_text()).substitute(BUCKET=spec.bucket, PREFIX=spec.prefix)
     return json.loads(text)
 
 
@@ -227,7 +232,7 @@ class Launcher:
             "cluster": cluster["Cluster"]["Status"]["State"],
             "steps": {s["Id"]: s["Status"]["State"] for s in steps.get("Steps", [])},
             "logs": self.spec.uri("logs", "emr", cluster_id) + "/",
-            "spark_events": self.spec.uri("logs", "spark-events") + "/",
+            "spark_events": EMR_EVENT_LOG_DIR + " (EMR's persistent Spark UI, History Server)",
             "output": self.spec.uri("output") + "/",
         }
 

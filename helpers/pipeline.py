@@ -128,6 +128,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     weights_path = resolve_weights(get_backbone(params.model_name), params.weights)
     spark = spark or get_spark()
     out = params.output_uri
+    storage.recover_commits(spark, out)  # a killed run's commit is finished before any read
     timings: dict[str, float] = {}
 
     with _stage(timings, "featurize"):
@@ -186,6 +187,7 @@ def reduce_features(
     reduce.validate_k(k)
     spark = spark or get_spark()
     out = output_uri
+    storage.recover_commits(spark, out)
     report_uri = storage.join(out, REPORT_FILE)
     try:
         stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
@@ -221,13 +223,13 @@ def reduce_features(
 @contextmanager
 def staged(spark: SparkSession, out: str, *names: str) -> Iterator[str]:
     """A staging folder of its own under ``out/_staging``: write the datasets ``names`` there;
-    when the block succeeds each is moved to ``out/<name>`` and the folder removed. When it
-    fails, nothing is moved and the folder stays for inspection."""
+    when the block succeeds they are moved to ``out/<name>`` together, by a journaled commit
+    that a killed run's successor finishes (:func:`helpers.storage.commit_datasets`). When the
+    block fails, nothing is moved and the folder stays for inspection."""
+    storage.recover_commits(spark, out)
     staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
     yield staging
-    for name in names:
-        storage.commit_dataset(spark, storage.join(staging, name), storage.join(out, name))
-    storage.delete_tree(spark, staging)
+    storage.commit_datasets(spark, staging, out, list(names))
 
 
 def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFrame | None:

@@ -88,6 +88,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     """Train and evaluate the classifier, cluster, draw the maps; write every output."""
     params.validate()
     out = params.output_uri
+    storage.recover_commits(spark, out)  # a killed run's commit is finished before any read
     features = _read(spark, out, FEATURES_DIR, "the feature extraction (notebook 02)")
     reduced = _read(spark, out, REDUCED_DIR, "the PCA (notebook 03)")
     try:

@@ -55,9 +55,18 @@ def ensure_bucket(bucket: str, region: str = DEFAULT_REGION, client=None) -> dic
 
     Returns the bucket's public-access-block and encryption settings as S3 reports them.
     """
-    s3 = client or storage.s3_client()
+    # The client must be in the bucket's region: a CreateBucket sent to another region's
+    # endpoint fails with IllegalLocationConstraint, whatever the profile's region is.
+    s3 = client or storage.s3_client(region=region)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
+    if bucket in existing:
+        actual = storage.bucket_region(bucket)
+        if actual and actual != region:
+            raise ValueError(
+                f"bucket {bucket} already exists in {actual}, not in {region}: "
+                f"pass --region {actual} or choose another bucket name"
+            )
+    else:
         kwargs = {"Bucket": bucket}
         if region != "us-east-1":  # the one region that refuses a LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -125,7 +134,7 @@ def upload_folder(
     if not root.is_dir():
         raise FileNotFoundError(f"no folder at {root}")
     bucket, prefix = storage.split_s3(s3_uri)
-    s3 = client or storage.s3_client()
+    s3 = client or storage.s3_client(bucket=bucket)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     summary, lock = TransferSummary(), threading.Lock()
     tracker = _Progress(len(files), f"upload to {s3_uri}", progress)
@@ -152,7 +161,7 @@ def upload_folder(
 def list_prefix(s3_uri: str, client=None) -> list[dict]:
     """Objects under a prefix: ``{"key", "size"}`` dicts, sorted by key."""
     bucket, prefix = storage.split_s3(s3_uri)
-    s3 = client or storage.s3_client()
+    s3 = client or storage.s3_client(bucket=bucket)
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         objects.extend({"key": o["Key"], "size": o["Size"]} for o in page.get("Contents", []))
@@ -168,7 +177,7 @@ def download_prefix(
 ) -> TransferSummary:
     """Download every object under ``s3_uri`` into ``local_dir`` (relative paths kept)."""
     bucket, prefix = storage.split_s3(s3_uri)
-    s3 = client or storage.s3_client()
+    s3 = client or storage.s3_client(bucket=bucket)
     root = Path(local_dir)
     objects = [o for o in list_prefix(s3_uri, s3) if not o["key"].endswith("/")]
     summary, lock = TransferSummary(), threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -51,11 +52,13 @@ def get_spark(
 
     Args:
         master: Spark master URL (``local[*]``, ``spark://host:7077``, ``yarn``). None means
-            the environment's default (``local[*]`` outside a cluster).
+            the environment's (see :func:`resolve_master`): spark-submit's ``--master`` or
+            ``spark-defaults.conf`` are kept, ``local[*]`` when nothing names one.
         app_name: application name shown in the Spark UI.
         conf: extra settings, applied after the defaults.
         event_log_dir: folder or URI for Spark event logs (read by the monitoring notebook);
-            created when local. None leaves event logging as the cluster has it.
+            created if missing (local or S3). None leaves event logging as the cluster has it
+            (on EMR: HDFS, which feeds EMR's persistent Spark UI and its History Server).
 
     An existing session (EMR Studio, a notebook kernel, a test fixture) is returned as is.
     """
@@ -64,9 +67,11 @@ def get_spark(
         log.info("Using the existing Spark session (master %s)", active.sparkContext.master)
         return active
 
-    resolved_master = master or os.environ.get("SPARK_MASTER") or "local[*]"
+    chosen = resolve_master(master)
+    # None: spark-submit or spark-defaults.conf already names the master; Spark applies it.
+    effective = chosen or configured_master() or ""
     settings = dict(BASE_CONF)
-    if _runs_on_this_machine(resolved_master):
+    if chosen is not None and _runs_on_this_machine(chosen):
         settings.update(LOCAL_CONF)
         # Executors started on this machine must use this interpreter (and its packages),
         # not whatever `python3` is first on PATH.
@@ -74,8 +79,9 @@ def get_spark(
     if event_log_dir:
         from helpers import storage
 
-        if storage.is_local(event_log_dir):
-            storage.local_path(event_log_dir).mkdir(parents=True, exist_ok=True)
+        # Spark refuses to start when the event-log folder is missing (an empty S3 prefix
+        # counts as missing), so make it first.
+        storage.ensure_folder(event_log_dir)
         settings["spark.eventLog.enabled"] = "true"
         settings["spark.eventLog.dir"] = storage.to_spark_uri(event_log_dir)
         # One plain JSON-lines file per application, readable by helpers.monitoring
@@ -84,7 +90,9 @@ def get_spark(
         settings["spark.eventLog.rolling.enabled"] = "false"
     settings.update(conf or {})
 
-    builder = SparkSession.builder.master(resolved_master).appName(app_name)
+    builder = SparkSession.builder.appName(app_name)
+    if chosen is not None:
+        builder = builder.master(chosen)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -93,10 +101,61 @@ def get_spark(
     log.info(
         "Started Spark %s (master %s, UI %s)",
         spark.version,
-        resolved_master,
+        spark.sparkContext.master or effective,
         spark.sparkContext.uiWebUrl,
     )
     return spark
+
+
+def resolve_master(master: str | None = None) -> str | None:
+    """The master this module must set, or None when Spark already has one.
+
+    In order: the ``master`` argument, ``$SPARK_MASTER``, then what ``spark-submit`` was given
+    (``--master``, or its ``spark-defaults.conf``: EMR's says ``yarn``) and is never overridden,
+    then ``spark.master`` in ``spark-defaults.conf`` for a plain ``python`` process; ``local[*]``
+    only when nothing names one.
+    """
+    if master:
+        return master
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"]
+    # spark-submit runs a Python application with its JVM already started and tells PySpark
+    # where through this variable; the master is then fixed by spark-submit.
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return None
+    if configured_master():
+        return None
+    return "local[*]"
+
+
+def configured_master() -> str | None:
+    """``spark.master`` from the installation's ``spark-defaults.conf``, if it names one."""
+    for folder in _conf_dirs():
+        defaults = folder / "spark-defaults.conf"
+        if defaults.is_file():
+            for line in defaults.read_text(errors="replace").splitlines():
+                parts = line.strip().split(None, 1)
+                if len(parts) == 2 and parts[0] == "spark.master":
+                    return parts[1].strip()
+            return None
+    return None
+
+
+def _conf_dirs() -> list[Path]:
+    """Where spark-submit looks for ``spark-defaults.conf``: ``$SPARK_CONF_DIR``, else the Spark
+    installation's ``conf/`` (``$SPARK_HOME``, or the one this pyspark belongs to)."""
+    if os.environ.get("SPARK_CONF_DIR"):
+        return [Path(os.environ["SPARK_CONF_DIR"])]
+    homes = []
+    if os.environ.get("SPARK_HOME"):
+        homes.append(Path(os.environ["SPARK_HOME"]))
+    else:
+        import pyspark
+
+        package = Path(pyspark.__file__).resolve().parent
+        # a Spark distribution (EMR: /usr/lib/spark/python/pyspark) or pip's pyspark package
+        homes += [package.parent.parent, package]
+    return [home / "conf" for home in homes]
 
 
 def stop_if_owned(spark: SparkSession) -> bool:

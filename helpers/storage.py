@@ -7,6 +7,7 @@ files locally, boto3 for S3 using the standard AWS credential chain (IAM role on
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -80,22 +81,77 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.lstrip("/")
 
 
-def s3_client():
-    """A boto3 S3 client from the standard credential chain.
+def s3_client(region: str | None = None, bucket: str | None = None):
+    """A boto3 S3 client from the standard credential chain, in the right region.
+
+    Args:
+        region: the client's region (for example the region a bucket is created in).
+        bucket: talk to this existing bucket: the client is made in the bucket's own region,
+            whatever region the user's profile names (S3 refuses or redirects requests sent to
+            another region's endpoint).
 
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (read by boto3 itself) point it at another
     S3-compatible server.
     """
     import boto3
 
-    return boto3.client("s3")
+    if region is None and bucket is not None:
+        region = bucket_region(bucket)
+    return boto3.client("s3", region_name=region) if region else boto3.client("s3")
+
+
+_BUCKET_REGIONS: dict[tuple[str, str], str | None] = {}
+
+
+def bucket_region(bucket: str) -> str | None:
+    """The region a bucket lives in (None when it does not exist or cannot be seen).
+
+    S3 names it in the ``x-amz-bucket-region`` header of ``HeadBucket``, even when the request
+    went to another region's endpoint. Looked up once per bucket and endpoint.
+    """
+    import boto3
+    from botocore.exceptions import ClientError
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    cache_key = (bucket, endpoint)
+    if cache_key not in _BUCKET_REGIONS:
+        try:
+            response = boto3.client("s3").head_bucket(Bucket=bucket)
+        except ClientError as err:
+            response = err.response
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = headers.get("x-amz-bucket-region")
+        if region is None:
+            return None  # not cached: the bucket may be created later
+        _BUCKET_REGIONS[cache_key] = region
+    return _BUCKET_REGIONS[cache_key]
+
+
+def ensure_folder(uri: str) -> None:
+    """Make a folder exist: ``mkdir -p`` locally; on S3 a zero-byte ``prefix/`` marker object,
+    which Hadoop's S3 connectors (S3A and EMRFS) read as an empty directory. Spark refuses to
+    start an application whose event-log folder is missing, and a prefix with no object under it
+    reads as missing."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        key = key.rstrip("/") + "/"
+        client = s3_client(bucket=bucket)
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        if not listed.get("KeyCount"):
+            client.put_object(Bucket=bucket, Key=key, Body=b"")
+        return
+    if is_local(uri):
+        local_path(uri).mkdir(parents=True, exist_ok=True)
+        return
+    raise ValueError(f"cannot create a folder at {redact(uri)} (local paths and S3 only)")
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
     """Write a small file to a local path or S3 URI, creating local folders as needed."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        client = s3_client(bucket=bucket)
+        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         return
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +168,7 @@ def read_bytes(uri: str) -> bytes:
     """
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        client = s3_client()
+        client = s3_client(bucket=bucket)
         try:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except (client.exceptions.NoSuchKey, client.exceptions.NoSuchBucket):
@@ -120,29 +176,113 @@ def read_bytes(uri: str) -> bytes:
     return local_path(uri).read_bytes()
 
 
-def commit_dataset(spark, staging_uri: str, final_uri: str) -> None:
-    """Move a completely written dataset from its staging location to its final one.
+#: A staged write's journal, in its staging folder: which datasets move where, how far it got.
+COMMIT_JOURNAL = "_commit.json"
 
-    Through Hadoop's FileSystem (local disk, HDFS, S3 through EMRFS): the previous dataset is
-    set aside, the new one renamed in, then the old one deleted. A run that fails before this
-    point never touches the final location, so the previous good output stays readable.
+
+def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None:
+    """Move completely written datasets ``staging_dir/<name>`` to ``out/<name>``.
+
+    Rename is atomic on a local disk or HDFS, but on S3 it is a copy of every object then a
+    delete, so a process killed half-way would leave a dataset that mixes old and new files, or
+    half of one. So the move is journaled and rolled forward:
+
+    1. the journal (one small object, written in one PUT) names every dataset to move; the new
+       datasets are complete in staging from then on;
+    2. for each dataset: the old one is deleted, then the new one moved in, and the journal
+       records each finished phase;
+    3. the journal and the staging folder are removed.
+
+    A run killed anywhere in 2 leaves the journal; :func:`recover_commits` (called by every
+    pipeline step before it reads or writes) finishes the move. Old and new files are never
+    mixed in one dataset, and every dataset of one commit ends up from the same run.
     """
+    journal = {
+        "datasets": [[join(staging_dir, n), join(out, n)] for n in names],
+        "cleared": [],
+        "moved": [],
+    }
+    _write_journal(spark, join(staging_dir, COMMIT_JOURNAL), journal)
+    _finish_commit(spark, join(staging_dir, COMMIT_JOURNAL), journal)
+
+
+def recover_commits(spark, out: str) -> int:
+    """Finish the journaled commits a killed run left under ``out/_staging``; return how many."""
+    fs, path = _hadoop_fs(spark, out)
+    pattern = path(to_spark_uri(join(out, "_staging", "*", COMMIT_JOURNAL)))
+    statuses = fs.globStatus(pattern) or []
+    for status in statuses:
+        uri = status.getPath().toString()
+        import logging
+
+        logging.getLogger(__name__).warning("finishing the interrupted commit of %s", uri)
+        _finish_commit(spark, uri, json.loads(_read_text(spark, uri)))
+    return len(statuses)
+
+
+def _finish_commit(spark, journal_uri: str, journal: dict) -> None:
+    fs, path = _hadoop_fs(spark, journal_uri)
+    for staging_uri, final_uri in journal["datasets"]:
+        source, target = path(to_spark_uri(staging_uri)), path(to_spark_uri(final_uri))
+        if final_uri not in journal["cleared"]:
+            if fs.exists(target) and not fs.delete(target, True):
+                raise OSError(f"could not delete the previous {redact(final_uri)}")
+            journal["cleared"].append(final_uri)
+            _write_journal(spark, journal_uri, journal)
+        if final_uri not in journal["moved"]:
+            if not fs.exists(target):
+                fs.mkdirs(target.getParent())
+                if not fs.rename(source, target):
+                    raise OSError(f"could not move {redact(staging_uri)} to {redact(final_uri)}")
+            elif fs.exists(source):
+                # an object-store rename stopped half-way: move what is left, file by file
+                _move_files(fs, path, source, target)
+            journal["moved"].append(final_uri)
+            _write_journal(spark, journal_uri, journal)
+    journal_path = path(to_spark_uri(journal_uri))
+    fs.delete(journal_path, False)
+    fs.delete(journal_path.getParent(), True)
+
+
+def _move_files(fs, path, source, target) -> None:
+    base = source.toUri().getPath().rstrip("/") + "/"
+    files = fs.listFiles(source, True)
+    while files.hasNext():
+        src = files.next().getPath()
+        relative = src.toUri().getPath()[len(base) :]
+        dest = path(target, relative)
+        if fs.exists(dest):
+            fs.delete(dest, False)
+        fs.mkdirs(dest.getParent())
+        if not fs.rename(src, dest):
+            raise OSError(f"could not move {src.toString()} to {dest.toString()}")
+    fs.delete(source, True)
+
+
+def _hadoop_fs(spark, uri: str):
     jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path
-    source, target = path(to_spark_uri(staging_uri)), path(to_spark_uri(final_uri))
-    backup = path(to_spark_uri(final_uri.rstrip("/") + "._previous"))
-    fs = target.getFileSystem(conf)
-    if fs.exists(backup):
-        fs.delete(backup, True)
-    if fs.exists(target) and not fs.rename(target, backup):
-        raise OSError(f"could not set aside {redact(final_uri)}")
-    fs.mkdirs(target.getParent())
-    if not fs.rename(source, target):
-        if fs.exists(backup):
-            fs.rename(backup, target)  # put the previous output back
-        raise OSError(f"could not move {redact(staging_uri)} to {redact(final_uri)}")
-    fs.delete(backup, True)
+    fs = path(to_spark_uri(uri)).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, path
+
+
+def _write_journal(spark, uri: str, journal: dict) -> None:
+    # through Hadoop's FileSystem, like the datasets: one object, replaced whole (one PUT on S3)
+    fs, path = _hadoop_fs(spark, uri)
+    stream = fs.create(path(to_spark_uri(uri)), True)
+    try:
+        stream.write(bytearray(json.dumps(journal).encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def _read_text(spark, uri: str) -> str:
+    fs, path = _hadoop_fs(spark, uri)
+    stream = fs.open(path(to_spark_uri(uri)))
+    try:
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
 
 
 def delete_tree(spark, uri: str) -> None:

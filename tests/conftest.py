@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from helpers import config
 from helpers.models import get_backbone, resolve_weights
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Spark binds to the first non-loopback address when the host name resolves to 127.0.0.1;
+# the tests' drivers, executors and clusters stay on loopback.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 def _require(path: Path | None, what: str) -> Path:

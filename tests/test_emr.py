@@ -38,10 +38,7 @@ def test_cluster_request_matches_the_emr_service_model():
     spark_defaults = next(
         c for c in request["Configurations"] if c["Classification"] == "spark-defaults"
     )
-    assert (
-        spark_defaults["Properties"]["spark.eventLog.dir"]
-        == "s3://fruits-bucket/fruits/logs/spark-events/"
-    )
+    assert spark_defaults["Properties"]["spark.pyspark.python"] == emr.VENV_PYTHON
     assert "${" not in json.dumps(request)
 
 

@@ -1,0 +1,277 @@
+"""EMR rehearsed on this machine, for real (``make rehearse-emr``):
+
+- the bootstrap action executed into a prefix before Spark exists there, then EMR 7.13's
+  Spark 3.5.6 installed where EMR puts it;
+- the exact ``run`` and ``recognize`` steps that ``helpers.emr`` builds, submitted with
+  spark-submit in YARN cluster deploy mode to a real ResourceManager + NodeManager on loopback,
+  with ``spark-defaults.conf`` rendered from ``emr/configurations.json``;
+- their features, k and accuracy against the local Spark 4 environment;
+- the notebooks step (papermill in the bootstrap's environment, YARN client mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import emr
+from tests import emr_box
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.rehearsal
+
+INPUT = ROOT / "data_sample"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, mobilenet_weights):
+    """A primary node: bootstrap run before Spark exists, then Spark installed (as on EMR)."""
+    prefix = tmp_path_factory.mktemp("emr-node")
+    wheel = emr_box.build_wheel(prefix / "dist")
+    done = emr_box.run_bootstrap(prefix, wheel)
+    assert done.returncode == 0, f"bootstrap failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    python = prefix / "venv" / "bin" / "python"
+    before = subprocess.run([python, "-c", "import pyspark"], capture_output=True, text=True)
+    spark_home = emr_box.install_spark(prefix)
+    return {
+        "prefix": prefix,
+        "python": python,
+        "spark_home": spark_home,
+        "bootstrap": done,
+        "pyspark_before_spark": before,
+        "weights": mobilenet_weights,
+    }
+
+
+@pytest.fixture(scope="module")
+def yarn(node):
+    cluster = emr_box.YarnMiniCluster(node["prefix"] / "yarn").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def emr_env(node, yarn) -> dict:
+    """The environment of a step on the primary node: EMR's Spark, its configuration."""
+    conf = emr_box.emr_conf_dir(
+        node["prefix"] / "spark-conf",
+        venv=node["prefix"] / "venv",
+        spark_home=node["spark_home"],
+        event_log_dir=node["prefix"] / "var-log-spark-apps",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    env.update(
+        SPARK_HOME=str(node["spark_home"]),
+        SPARK_CONF_DIR=str(conf),
+        HADOOP_CONF_DIR=str(yarn.conf_dir),
+        JAVA_HOME=emr_box.java_home(),
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
+    return env
+
+
+def _localize(args: list[str], spec: emr.ClusterSpec, spark_home: Path) -> list[str]:
+    """The step's arguments with the cluster's paths mapped to this machine's: spark-submit
+    from EMR's Spark, the entry point from emr/ (what ``emr stage`` uploads)."""
+    entry = spec.uri("code", "run_pipeline.py")
+    mapped = {"spark-submit": str(spark_home / "bin" / "spark-submit"),
+              entry: str(ROOT / "emr" / "run_pipeline.py")}  # fmt: skip
+    return [mapped.get(a, a) for a in args]
+
+
+def _event_log(folder: Path, app_id: str) -> list[dict]:
+    path = next(p for p in folder.iterdir() if p.name.startswith(app_id))
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _features(output: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(output / "features", columns=["path", "features"])
+    return frame.sort_values("path").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def yarn_steps(node, yarn, emr_env):
+    """``run`` then ``recognize``, as ``emr submit`` sends them, in YARN cluster mode."""
+    spec = emr.ClusterSpec(bucket="rehearsal")
+    output = node["prefix"] / "output"
+    steps = emr.pipeline_steps(
+        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]]
+    )
+    results = []
+    for step in steps:
+        before = set(yarn.application_ids())
+        args = _localize(step["HadoopJarStep"]["Args"], spec, node["spark_home"])
+        done = subprocess.run(
+            args, env=emr_env, cwd=node["prefix"], capture_output=True, text=True, timeout=1200
+        )
+        new = sorted(set(yarn.application_ids()) - before)
+        results.append({"step": step, "args": args, "done": done, "apps": new})
+        if done.returncode != 0:
+            break
+    return {"output": output, "results": results}
+
+
+def test_bootstrap_builds_the_environment_before_spark_exists(node):
+    assert "bootstrap: done" in node["bootstrap"].stdout
+    # before Spark is installed, the environment has no pyspark and does not break
+    assert "No module named 'pyspark'" in node["pyspark_before_spark"].stderr
+    probe = (
+        "import json, numpy, pandas, pyarrow, py4j, pyspark, tensorflow, helpers;"
+        "print(json.dumps({'pyspark': pyspark.__version__, 'numpy': numpy.__version__,"
+        "'pyspark_file': pyspark.__file__, 'py4j_file': py4j.__file__}))"
+    )
+    done = subprocess.run([node["python"], "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["pyspark"] == emr_box.EMR_SPARK_VERSION
+    assert found["numpy"] == "1.26.4"  # pyspark 3.5 declares numpy<2
+    spark_python = str(node["prefix"] / "spark" / "python")
+    assert found["pyspark_file"].startswith(spark_python)
+    assert found["py4j_file"].startswith(spark_python + "/lib/py4j-")
+
+
+def test_bootstrap_installs_exactly_the_pinned_versions(node):
+    text = (ROOT / "emr" / "bootstrap.sh").read_text()
+    pins = [
+        line.strip().strip('"')
+        for line in text.split("PINNED=(", 1)[1].split(")", 1)[0].splitlines()
+        if "==" in line
+    ]
+    freeze = subprocess.run(
+        [node["python"], "-m", "pip", "freeze"], capture_output=True, text=True
+    ).stdout.lower()
+    for pin in pins:
+        assert pin.lower() in freeze.replace("_", "-") or pin.lower() in freeze, pin
+
+
+def test_release_and_spark_version_in_step():
+    """The rehearsal's Spark is the Spark of the release the launcher defaults to."""
+    assert emr.DEFAULT_RELEASE == "emr-7.13.0" and emr_box.EMR_SPARK_VERSION == "3.5.6"
+
+
+def test_run_and_recognize_steps_succeed_on_yarn_in_cluster_mode(yarn_steps, yarn):
+    for result in yarn_steps["results"]:
+        assert result["done"].returncode == 0, result["done"].stderr[-4000:]
+    assert [r["args"][1:3] for r in yarn_steps["results"]] == [["--deploy-mode", "cluster"]] * 2
+    assert all(len(r["apps"]) == 1 for r in yarn_steps["results"])
+    for result in yarn_steps["results"]:
+        report = yarn.application_report(result["apps"][0])
+        assert report["State"] == "FINISHED" and report["Final-State"] == "SUCCEEDED", report
+
+
+def test_the_steps_ran_on_yarn_with_executors_in_nodemanager_containers(yarn_steps, yarn):
+    events_dir = yarn_steps["output"] / "spark-events"
+    for result in yarn_steps["results"]:
+        app_id = result["apps"][0]
+        events = _event_log(events_dir, app_id)
+        env = next(e for e in events if e["Event"] == "SparkListenerEnvironmentUpdate")
+        props = env["Spark Properties"]
+        props = dict(props) if isinstance(props, list) else props
+        assert props["spark.master"] == "yarn"
+        assert props["spark.submit.deployMode"] == "cluster"
+        executors = [e for e in events if e["Event"] == "SparkListenerExecutorAdded"]
+        assert executors, f"{app_id}: no executor"
+        container_prefix = "container_" + app_id.removeprefix("application_")
+        for added in executors:
+            urls = " ".join(added["Executor Info"]["Log Urls"].values())
+            assert container_prefix in urls, urls
+        # and those containers really ran: their logs are in the NodeManager's log folders
+        assert any(container_prefix in str(p) for p in yarn.container_logs(app_id))
+
+
+def test_yarn_outputs_are_complete(yarn_steps):
+    output = yarn_steps["output"]
+    images = [p for p in INPUT.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    report = json.loads((output / "run_report.json").read_text())
+    assert report["images"]["total"] == len(images)
+    assert len(_features(output)) == len(images)
+    assert pd.read_parquet(output / "reduced").shape[0] == report["images"]["featurized"]
+    for name in ("reduction_model/metadata", "recognizer/pipeline", "explained_variance.png",
+                 "recognizer/recognizer.json", "recognition_report.json", "maps.png"):  # fmt: skip
+        assert (output / name).exists(), name
+    assert not any((output / "_staging").iterdir()) if (output / "_staging").exists() else True
+
+
+@pytest.fixture(scope="module")
+def local_spark4_run(tmp_path_factory, mobilenet_weights):
+    """The same chain in the local environment (pyspark 4.x, the project's venv)."""
+    output = tmp_path_factory.mktemp("spark4") / "output"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    for command in (
+        ["run", "--input", str(INPUT), "--output", str(output), "--weights", mobilenet_weights,
+         "--master", "local[2]"],
+        ["recognize", "--output", str(output), "--master", "local[2]"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "helpers", *command],
+            capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    return output
+
+
+def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
+    emr_out, local_out = yarn_steps["output"], local_spark4_run
+    a, b = _features(emr_out), _features(local_out)
+    assert list(a["path"]) == list(b["path"])
+    readable = a["features"].notna() & b["features"].notna()
+    assert (a["features"].notna() == b["features"].notna()).all()
+    diff = np.abs(
+        np.stack(a.loc[readable, "features"].to_numpy()) - np.stack(b.loc[readable, "features"])
+    ).max()
+    assert diff <= 1e-4, diff
+    reports = [json.loads((o / "run_report.json").read_text()) for o in (emr_out, local_out)]
+    assert reports[0]["pca"]["k"] == reports[1]["pca"]["k"]
+    scores = [json.loads((o / "recognition_report.json").read_text()) for o in (emr_out, local_out)]
+    assert scores[0]["accuracy"] == pytest.approx(scores[1]["accuracy"], abs=1e-9)
+    (emr_out / "spark35_vs_spark4.json").write_text(
+        json.dumps(
+            {
+                "max_feature_diff": float(diff),
+                "k": reports[0]["pca"]["k"],
+                "accuracy": [s["accuracy"] for s in scores],
+                "spark": [r.get("spark_version") for r in reports],
+            }
+        )  # fmt: skip
+    )
+
+
+def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_path):
+    """The notebooks step's command (minus its ``aws s3 cp``), with the kernel the bootstrap
+    registered and ``SPARK_MASTER yarn``: every notebook runs against the minicluster."""
+    step = emr.pipeline_steps(emr.ClusterSpec(bucket="rehearsal"), mode="notebooks")[0]
+    script = step["HadoopJarStep"]["Args"][2]
+    command = script.split(" && ")[-1]
+    books = tmp_path / "books"
+    shutil.copytree(ROOT / "notebooks", books)
+    output = tmp_path / "output"
+    command = (
+        command.replace("/tmp/fruits-notebooks", str(books))
+        .replace(emr.VENV_PYTHON, str(node["python"]))
+        .replace("s3://rehearsal/fruits/input", str(INPUT))
+        .replace("s3://rehearsal/fruits/output", str(output))
+    ) + f" -p WEIGHTS {node['weights']}"
+    before = set(yarn.application_ids())
+    done = subprocess.run(
+        ["bash", "-c", command], env=emr_env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=2400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    executed = sorted(p.name for p in (output / "notebooks").glob("*.ipynb"))
+    assert executed == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    apps = sorted(set(yarn.application_ids()) - before)
+    assert apps, "the notebooks started no YARN application"
+    for app in apps:
+        assert yarn.application_report(app)["Final-State"] == "SUCCEEDED"
+    assert json.loads((output / "recognition_report.json").read_text())["accuracy"] > 0.5

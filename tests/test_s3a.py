@@ -1,0 +1,208 @@
+"""S3 through Spark itself: the S3A connector (hadoop-aws + the AWS SDK bundle it declares)
+against a local S3 server (moto's server mode on loopback), configured the way a user would:
+``spark-defaults.conf`` in ``SPARK_CONF_DIR``, credentials from the standard chain.
+
+Covers binaryFile ingestion from ``s3a://``, every output of ``run`` and ``recognize`` in the
+bucket, event logs under a prefix that did not exist, an incremental rerun, and a run killed in
+the middle of its commit (rename on S3 is copy + delete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import boto3
+import pytest
+
+from helpers import s3_staging
+from tests import emr_box
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.s3a, pytest.mark.spark]
+
+BUCKET = "fruits-s3a"
+REGION = "eu-west-3"
+INPUT = ROOT / "data_sample"
+
+
+@pytest.fixture(scope="module")
+def s3a(s3_server, tmp_path_factory, mobilenet_weights):
+    """Environment for a process that runs Spark against the local S3 server through S3A."""
+    jars = emr_box.fetch_jars("s3a")
+    conf = tmp_path_factory.mktemp("s3a-conf")
+    settings = {
+        "spark.jars": ",".join(str(p) for p in sorted(jars.glob("*.jar"))),
+        "spark.hadoop.fs.s3a.endpoint": s3_server,
+        "spark.hadoop.fs.s3a.endpoint.region": REGION,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.ui.enabled": "false",
+    }
+    (conf / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    env.update(
+        SPARK_CONF_DIR=str(conf),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        AWS_ENDPOINT_URL=s3_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("AWS_PROFILE", None)
+    client = boto3.client(
+        "s3", endpoint_url=s3_server, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    s3_staging.ensure_bucket(BUCKET, REGION, client=client)
+    s3_staging.upload_folder(INPUT, f"s3://{BUCKET}/input", client=client)
+    return {"env": env, "client": client, "weights": mobilenet_weights}
+
+
+def _cli(s3a, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *args],
+        env=s3a["env"], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _keys(client, prefix: str) -> list[str]:
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def _report(client, key: str) -> dict:
+    return json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+@pytest.fixture(scope="module")
+def s3a_chain(s3a):
+    client = s3a["client"]
+    assert _keys(client, "logs/") == []  # the event-log prefix does not exist yet
+    out = f"s3a://{BUCKET}/output"
+    run = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", out,
+               "--weights", s3a["weights"], "--master", "local[2]",
+               "--event-log-dir", f"s3a://{BUCKET}/logs/spark-events/")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    recognize = _cli(s3a, "recognize", "--output", out, "--master", "local[2]")
+    assert recognize.returncode == 0, recognize.stderr[-4000:]
+    return {"out": out, "keys": _keys(client, "")}
+
+
+def test_chain_reads_and_writes_s3_through_s3a(s3a, s3a_chain):
+    keys = s3a_chain["keys"]
+    images = [k for k in _keys(s3a["client"], "input/") if k.lower().endswith((".jpg", ".png"))]
+
+    def under(prefix: str) -> list[str]:
+        return [k for k in keys if k.startswith(prefix)]
+
+    assert any(k.endswith(".parquet") for k in under("output/features/"))
+    assert any(k.endswith(".parquet") for k in under("output/reduced/"))
+    assert under("output/reduction_model/metadata/")
+    assert under("output/recognizer/pipeline/") and "output/recognizer/recognizer.json" in keys
+    for name in ("run_report.json", "recognition_report.json", "explained_variance.png"):
+        assert f"output/{name}" in keys
+    events = [k for k in under("logs/spark-events/") if "app-" in k or "local-" in k]
+    assert len(events) == 2  # run and recognize, under the prefix that was missing
+    report = _report(s3a["client"], "output/run_report.json")
+    assert report["images"]["total"] == len(images)
+    assert not under("output/_staging/") or all(k.endswith("/") for k in under("output/_staging/"))
+
+
+def test_incremental_rerun_on_s3(s3a, s3a_chain):
+    client = s3a["client"]
+    source = sorted((INPUT / "Training").rglob("*.png")) or sorted(INPUT.rglob("*.jpg"))
+    new_key = "input/Training/" + source[0].parent.name + "/zz-new-photo" + source[0].suffix
+    client.put_object(Bucket=BUCKET, Key=new_key, Body=source[0].read_bytes())
+    done = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", s3a_chain["out"],
+                "--weights", s3a["weights"], "--master", "local[2]", "--incremental")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = _report(client, "output/run_report.json")
+    assert report["images"]["featurized_this_run"] == 1
+    assert report["images"]["total"] == len(
+        [k for k in _keys(client, "input/") if k.lower().endswith((".jpg", ".png"))]
+    )
+
+
+KILL_PROBE = textwrap.dedent(
+    """
+    import sys, time
+    from helpers import pipeline
+    from helpers.spark_session import get_spark
+    out, label, files = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    spark = get_spark("local[2]")
+    frame = spark.range(files * 10).selectExpr("id", f"'{label}' AS run").repartition(files)
+    with pipeline.staged(spark, out, "data") as staging:
+        frame.write.parquet(pipeline.spark_uri(staging, "data"))
+        print("COMMITTING", flush=True)
+    print("COMMITTED", flush=True)
+    """
+)
+
+
+def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
+    client, out = s3a["client"], f"s3a://{BUCKET}/kill"
+
+    def run(label: str, files: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", KILL_PROBE, out, label, str(files)],
+            env=s3a["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+
+    first = run("old", 5)
+    assert first.wait(timeout=600) == 0
+    old_files = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+    assert len(old_files) == 5
+
+    second = run("new", 120)
+    assert second.stdout.readline().strip() == "COMMITTING"
+    # kill it once the new files have started to arrive, i.e. in the middle of the copy
+    deadline, killed_with = time.monotonic() + 300, None
+    while time.monotonic() < deadline and second.poll() is None:
+        present = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+        arrived = present - old_files
+        if arrived:
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+            killed_with = present
+            break
+        time.sleep(0.02)
+    assert killed_with is not None, "the commit ended before it could be interrupted"
+    after_kill = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+    # never a mix: no old file beside a new one
+    assert not (after_kill & old_files), "old and new files mixed in one dataset"
+    assert len(after_kill) < 120  # really interrupted half-way
+    journals = [k for k in _keys(client, "kill/_staging/") if k.endswith("_commit.json")]
+    assert len(journals) == 1
+
+    # the next step that touches the output finishes the commit: the whole new dataset
+    recover = textwrap.dedent(
+        """
+        import sys
+        from helpers import storage
+        from helpers.spark_session import get_spark
+        spark = get_spark("local[1]")
+        print("RECOVERED", storage.recover_commits(spark, sys.argv[1]))
+        frame = spark.read.parquet(sys.argv[1] + "/data")
+        print("ROWS", frame.count(), sorted(r[0] for r in frame.select("run").distinct().collect()))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", recover, out], env=s3a["env"], cwd=ROOT,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RECOVERED 1" in done.stdout
+    assert "ROWS 1200 ['new']" in done.stdout
+    assert len([k for k in _keys(client, "kill/data/") if k.endswith(".parquet")]) == 120
+    assert not [k for k in _keys(client, "kill/_staging/") if not k.endswith("/")]
