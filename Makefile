@@ -1,6 +1,8 @@
 # One entry point for setup, the main job, tests and lint.
 #   make run    set up .venv (first time) and run the chain on data_sample/ -> output/
 #   make test   set up .venv (first time) and run lint + the whole test suite
+#   make test-fast         lint + the tests that start no notebook, cluster or EMR rehearsal
+#   make rehearse-emr      what EMR runs, run here: bootstrap, Spark 3.5.6, YARN, S3A
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup run run-cli test lint bench sample notebooks-refresh clean
+.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -32,8 +34,21 @@ lint: setup
 	$(BIN)/ruff check helpers tests benchmarks
 	$(BIN)/ruff format --check helpers tests benchmarks
 
-test: lint
+# Maven Central jars (S3A connector, YARN minicluster), cached in ~/.cache/fruits/jars once.
+jars:
+	bash emr/rehearsal/fetch_jars.sh >/dev/null
+
+test: lint jars
 	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest tests -m "not slow and not notebooks and not rehearsal and not s3a" $(ARGS)
+
+# EMR in a box (README "Run on EMR"): the bootstrap executed, the steps on YARN in cluster mode
+# with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, the EMR defects' tests.
+rehearse-emr: setup jars
+	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_rehearsal.py \
+	  tests/test_s3a.py $(ARGS)
 
 # Throughput, memory and PCA figures (README "Performance"); about 10 minutes on 2 cores.
 bench: setup

@@ -209,7 +209,8 @@ def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None
 def recover_commits(spark, out: str) -> int:
     """Finish the journaled commits a killed run left under ``out/_staging``; return how many."""
     fs, path = _hadoop_fs(spark, out)
-    pattern = path(to_spark_uri(join(out, "_staging", "*", COMMIT_JOURNAL)))
+    # the wildcard joined after the URI is made: a file: URI would percent-encode it
+    pattern = path(to_spark_uri(out).rstrip("/") + f"/_staging/*/{COMMIT_JOURNAL}")
     statuses = fs.globStatus(pattern) or []
     for status in statuses:
         uri = status.getPath().toString()

@@ -111,8 +111,8 @@ def test_chain_reads_and_writes_s3_through_s3a(s3a, s3a_chain):
     assert under("output/recognizer/pipeline/") and "output/recognizer/recognizer.json" in keys
     for name in ("run_report.json", "recognition_report.json", "explained_variance.png"):
         assert f"output/{name}" in keys
-    events = [k for k in under("logs/spark-events/") if "app-" in k or "local-" in k]
-    assert len(events) == 2  # run and recognize, under the prefix that was missing
+    events = [k for k in under("logs/spark-events/") if "local-" in k]
+    assert len(events) == 1  # the run's, under the prefix that was missing before it
     report = _report(s3a["client"], "output/run_report.json")
     assert report["images"]["total"] == len(images)
     assert not under("output/_staging/") or all(k.endswith("/") for k in under("output/_staging/"))
@@ -164,7 +164,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     old_files = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
     assert len(old_files) == 5
 
-    second = run("new", 120)
+    second = run("new", 40)
     assert second.stdout.readline().strip() == "COMMITTING"
     # kill it once the new files have started to arrive, i.e. in the middle of the copy
     deadline, killed_with = time.monotonic() + 300, None
@@ -181,7 +181,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     after_kill = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
     # never a mix: no old file beside a new one
     assert not (after_kill & old_files), "old and new files mixed in one dataset"
-    assert len(after_kill) < 120  # really interrupted half-way
+    assert len(after_kill) < 40  # really interrupted half-way
     journals = [k for k in _keys(client, "kill/_staging/") if k.endswith("_commit.json")]
     assert len(journals) == 1
 
@@ -203,6 +203,6 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RECOVERED 1" in done.stdout
-    assert "ROWS 1200 ['new']" in done.stdout
-    assert len([k for k in _keys(client, "kill/data/") if k.endswith(".parquet")]) == 120
+    assert "ROWS 400 ['new']" in done.stdout
+    assert len([k for k in _keys(client, "kill/data/") if k.endswith(".parquet")]) == 40
     assert not [k for k in _keys(client, "kill/_staging/") if not k.endswith("/")]
