@@ -34,9 +34,11 @@ lint: setup
 	$(BIN)/ruff check helpers tests benchmarks
 	$(BIN)/ruff format --check helpers tests benchmarks
 
-# Maven Central jars (S3A connector, YARN minicluster), cached in ~/.cache/fruits/jars once.
-jars:
+# What the EMR rehearsal needs, fetched once per machine into ~/.cache/fruits: jars from Maven
+# Central (S3A connector, YARN minicluster) and EMR's Spark 3.5.6 (pyspark's sdist, from PyPI).
+jars: setup
 	bash emr/rehearsal/fetch_jars.sh >/dev/null
+	$(BIN)/python -c "from tests.emr_box import emr_spark_home; emr_spark_home()"
 
 test: lint jars
 	$(BIN)/python -m pytest $(ARGS)

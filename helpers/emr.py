@@ -142,8 +142,10 @@ def pipeline_steps(
     elif mode == "notebooks":
         books = "/tmp/fruits-notebooks"
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
+        # PYSPARK_PYTHON: the kernels start Spark from a plain Python process, where
+        # spark.pyspark.python is not applied, so executors would run the system python3.
         script = (
-            "export SPARK_HOME=/usr/lib/spark && "
+            f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} && "
             f"aws s3 cp --recursive --only-show-errors {spec.uri('code', 'notebooks')} {books} && "
             f"{VENV_PYTHON} -m helpers notebooks --notebook-dir {books} --kernel fruits "
             f"-p SPARK_MASTER yarn -p INPUT_URI {input_uri} --output {output_uri} "

@@ -115,6 +115,8 @@ def test_chain_reads_and_writes_s3_through_s3a(s3a, s3a_chain):
     assert len(events) == 1  # the run's, under the prefix that was missing before it
     report = _report(s3a["client"], "output/run_report.json")
     assert report["images"]["total"] == len(images)
+    folders = sorted({"/".join(k.split("/")[:2]) for k in keys if not k.startswith("input/")})
+    print(f"S3A run: {len(keys)} objects in s3://{BUCKET}; written: {folders}")
     assert not under("output/_staging/") or all(k.endswith("/") for k in under("output/_staging/"))
 
 
@@ -181,6 +183,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     after_kill = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
     # never a mix: no old file beside a new one
     assert not (after_kill & old_files), "old and new files mixed in one dataset"
+    print(f"killed mid-commit with {len(after_kill)} of 40 new files in place, 0 old ones")
     assert len(after_kill) < 40  # really interrupted half-way
     journals = [k for k in _keys(client, "kill/_staging/") if k.endswith("_commit.json")]
     assert len(journals) == 1
