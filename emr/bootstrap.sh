@@ -47,7 +47,7 @@ PYTHON="python3.11"
 PIP_ARGS=""
 INSTANCE_INFO="/mnt/var/lib/info/instance.json"
 SPARK_HOME_DIR="/usr/lib/spark"
-SUDO=(sudo)
+SUDO=sudo
 DRY_RUN=0
 
 # 2. Arguments
@@ -59,7 +59,7 @@ while [[ $# -gt 0 ]]; do
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
     --instance-info) INSTANCE_INFO="$2"; shift 2 ;;
     --spark-home) SPARK_HOME_DIR="$2"; shift 2 ;;
-    --no-sudo) SUDO=(); shift ;;
+    --no-sudo) SUDO=""; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument: $1" >&2; exit 2 ;;
@@ -71,7 +71,7 @@ if [[ -z "$WHEEL" ]]; then
 fi
 
 if [[ "$(id -u)" -eq 0 ]]; then
-  SUDO=()
+  SUDO=""
 fi
 
 run() {
@@ -81,6 +81,11 @@ run() {
   fi
 }
 
+# as root: through sudo on EMR (bootstrap actions run as the hadoop user), directly otherwise
+run_root() {
+  if [[ -n "$SUDO" ]]; then run "$SUDO" "$@"; else run "$@"; fi
+}
+
 is_primary() {
   # EMR writes the node's role here; absent outside EMR (then: not primary).
   [[ -f "$INSTANCE_INFO" ]] && grep -q '"isMaster": *true' "$INSTANCE_INFO"
@@ -88,17 +93,17 @@ is_primary() {
 
 # 3. Python 3.11 (EMR 7's system Python is 3.9; Amazon Linux 2023 packages 3.11)
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  run "${SUDO[@]}" dnf install -y -q python3.11 python3.11-pip
+  run_root dnf install -y -q python3.11 python3.11-pip
 fi
 
 # 4. The environment and the pinned packages
 if [[ ! -x "$VENV/bin/python" ]]; then
-  run "${SUDO[@]}" "$PYTHON" -m venv "$VENV"
+  run_root "$PYTHON" -m venv "$VENV"
 fi
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
-run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
+run_root "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
 # shellcheck disable=SC2086
-run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
+run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
 
 # 5. The project's wheel
 LOCAL_WHEEL="$WHEEL"
@@ -107,20 +112,21 @@ if [[ "$WHEEL" == s3://* ]]; then
   run aws s3 cp --only-show-errors "$WHEEL" "$LOCAL_WHEEL"
 fi
 # shellcheck disable=SC2086
-run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_ARGS "$LOCAL_WHEEL"
+run_root "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_ARGS "$LOCAL_WHEEL"
 
 # 6. Primary node only: notebook runner, and EMR's pyspark on the environment's path
 if is_primary; then
   # shellcheck disable=SC2086
-  run "${SUDO[@]}" "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
+  run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
   SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || echo "$VENV/lib/python3.11/site-packages")
   # A .pth line starting with "import" runs at every interpreter start: EMR's pyspark and its
   # py4j (whatever version that Spark ships) are looked up then, not now, since Spark is
   # installed only after bootstrap actions.
-  HOOK="import os, glob, sys; h = '$SPARK_HOME_DIR/python'; sys.path.extend([p for p in [h] + sorted(glob.glob(h + '/lib/py4j-*-src.zip'))[-1:] if os.path.exists(p) and p not in sys.path])"
-  run "${SUDO[@]}" sh -c "printf '%s\n' \"\$1\" > '$SITE/emr-pyspark.pth'" sh "$HOOK"
+  # (no comprehension: site runs the line with exec, whose imports a nested scope cannot see)
+  HOOK="import os, glob, sys; h = '$SPARK_HOME_DIR/python'; sys.path.extend(filter(lambda p, os=os, sys=sys: os.path.exists(p) and p not in sys.path, [h] + sorted(glob.glob(h + '/lib/py4j-*-src.zip'))[-1:]))"
+  run_root sh -c "printf '%s\n' \"\$1\" > '$SITE/emr-pyspark.pth'" sh "$HOOK"
   # in the environment itself, where its papermill looks first
-  run "${SUDO[@]}" "$VENV/bin/python" -m ipykernel install --sys-prefix --name fruits --display-name "Python (fruits)"
+  run_root "$VENV/bin/python" -m ipykernel install --sys-prefix --name fruits --display-name "Python (fruits)"
 fi
 
 # 7. What was installed, for the bootstrap log

@@ -60,7 +60,7 @@ def ensure_bucket(bucket: str, region: str = DEFAULT_REGION, client=None) -> dic
     s3 = client or storage.s3_client(region=region)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket in existing:
-        actual = storage.bucket_region(bucket)
+        actual = storage.bucket_region(bucket, s3)
         if actual and actual != region:
             raise ValueError(
                 f"bucket {bucket} already exists in {actual}, not in {region}: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -69,9 +70,10 @@ def get_spark(
 
     chosen = resolve_master(master)
     # None: spark-submit or spark-defaults.conf already names the master; Spark applies it.
-    effective = chosen or configured_master() or ""
+    submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+    effective = chosen or ("" if submitted else configured_master() or "")
     settings = dict(BASE_CONF)
-    if chosen is not None and _runs_on_this_machine(chosen):
+    if not submitted and _runs_on_this_machine(effective):
         settings.update(LOCAL_CONF)
         # Executors started on this machine must use this interpreter (and its packages),
         # not whatever `python3` is first on PATH.
@@ -110,18 +112,20 @@ def get_spark(
 def resolve_master(master: str | None = None) -> str | None:
     """The master this module must set, or None when Spark already has one.
 
-    In order: the ``master`` argument, ``$SPARK_MASTER``, then what ``spark-submit`` was given
-    (``--master``, or its ``spark-defaults.conf``: EMR's says ``yarn``) and is never overridden,
-    then ``spark.master`` in ``spark-defaults.conf`` for a plain ``python`` process; ``local[*]``
-    only when nothing names one.
+    In order: the ``master`` argument; inside ``spark-submit``, whatever it was given
+    (``--master``, or its ``spark-defaults.conf``: EMR's says ``yarn``), never overridden; then
+    ``$SPARK_MASTER``; then a ``--master`` in ``$PYSPARK_SUBMIT_ARGS`` or ``spark.master`` in
+    ``spark-defaults.conf``, left for Spark to apply; ``local[*]`` only when nothing names one.
     """
     if master:
         return master
-    if os.environ.get("SPARK_MASTER"):
-        return os.environ["SPARK_MASTER"]
     # spark-submit runs a Python application with its JVM already started and tells PySpark
     # where through this variable; the master is then fixed by spark-submit.
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return None
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"]
+    if "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "").split():
         return None
     if configured_master():
         return None
@@ -129,15 +133,17 @@ def resolve_master(master: str | None = None) -> str | None:
 
 
 def configured_master() -> str | None:
-    """``spark.master`` from the installation's ``spark-defaults.conf``, if it names one."""
+    """``spark.master`` from the installation's ``spark-defaults.conf``, if it names one
+    (Java properties syntax: ``key value``, ``key=value`` or ``key: value``; the last wins)."""
     for folder in _conf_dirs():
         defaults = folder / "spark-defaults.conf"
         if defaults.is_file():
+            found = None
             for line in defaults.read_text(errors="replace").splitlines():
-                parts = line.strip().split(None, 1)
-                if len(parts) == 2 and parts[0] == "spark.master":
-                    return parts[1].strip()
-            return None
+                match = re.match(r"^\s*spark\.master\s*[=:\s]\s*(\S.*?)\s*$", line)
+                if match:
+                    found = match.group(1)
+            return found
     return None
 
 

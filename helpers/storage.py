@@ -8,6 +8,7 @@ files locally, boto3 for S3 using the standard AWS credential chain (IAM role on
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -103,7 +104,7 @@ def s3_client(region: str | None = None, bucket: str | None = None):
 _BUCKET_REGIONS: dict[tuple[str, str], str | None] = {}
 
 
-def bucket_region(bucket: str) -> str | None:
+def bucket_region(bucket: str, client=None) -> str | None:
     """The region a bucket lives in (None when it does not exist or cannot be seen).
 
     S3 names it in the ``x-amz-bucket-region`` header of ``HeadBucket``, even when the request
@@ -112,11 +113,14 @@ def bucket_region(bucket: str) -> str | None:
     import boto3
     from botocore.exceptions import ClientError
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    if client is not None:
+        endpoint = client.meta.endpoint_url
+    else:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
     cache_key = (bucket, endpoint)
     if cache_key not in _BUCKET_REGIONS:
         try:
-            response = boto3.client("s3").head_bucket(Bucket=bucket)
+            response = (client or boto3.client("s3")).head_bucket(Bucket=bucket)
         except ClientError as err:
             response = err.response
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -134,6 +138,8 @@ def ensure_folder(uri: str) -> None:
     reads as missing."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
+        if not key.strip("/"):
+            return  # a bucket's root always exists as a folder
         key = key.rstrip("/") + "/"
         client = s3_client(bucket=bucket)
         listed = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
@@ -196,11 +202,12 @@ def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None
     pipeline step before it reads or writes) finishes the move. Old and new files are never
     mixed in one dataset, and every dataset of one commit ends up from the same run.
     """
-    journal = {
-        "datasets": [[join(staging_dir, n), join(out, n)] for n in names],
-        "cleared": [],
-        "moved": [],
-    }
+    datasets = [[_absolute(join(staging_dir, n)), _absolute(join(out, n))] for n in names]
+    fs, path = _hadoop_fs(spark, out)
+    missing = [s for s, _ in datasets if not fs.exists(path(to_spark_uri(s)))]
+    if missing:  # checked before anything is touched: the previous datasets stay
+        raise OSError(f"nothing to commit at {', '.join(redact(m) for m in missing)}")
+    journal = {"datasets": datasets, "cleared": [], "moved": []}
     _write_journal(spark, join(staging_dir, COMMIT_JOURNAL), journal)
     _finish_commit(spark, join(staging_dir, COMMIT_JOURNAL), journal)
 
@@ -212,10 +219,10 @@ def recover_commits(spark, out: str) -> int:
     pattern = path(to_spark_uri(out).rstrip("/") + f"/_staging/*/{COMMIT_JOURNAL}")
     statuses = fs.globStatus(pattern) or []
     for status in statuses:
-        uri = status.getPath().toString()
-        import logging
-
-        logging.getLogger(__name__).warning("finishing the interrupted commit of %s", uri)
+        # rebuilt from ``out`` and the run folder's name: Hadoop's own form of the path may be
+        # encoded differently (spaces, non-ASCII) from the URIs made here
+        uri = join(out, "_staging", status.getPath().getParent().getName(), COMMIT_JOURNAL)
+        logging.getLogger(__name__).warning("finishing the interrupted commit %s", redact(uri))
         _finish_commit(spark, uri, json.loads(_read_text(spark, uri)))
     return len(statuses)
 
@@ -266,8 +273,16 @@ def _hadoop_fs(spark, uri: str):
     return fs, path
 
 
+def _absolute(uri: str) -> str:
+    """A journal's paths must not depend on the working folder of the step that recovers."""
+    return str(local_path(uri).resolve()) if is_local(uri) else uri
+
+
 def _write_journal(spark, uri: str, journal: dict) -> None:
-    # through Hadoop's FileSystem, like the datasets: one object, replaced whole (one PUT on S3)
+    if is_local(uri):  # written beside, then renamed over: never half a journal
+        write_bytes(uri, json.dumps(journal).encode("utf-8"), "application/json")
+        return
+    # elsewhere through Hadoop's FileSystem, like the datasets: on S3 one PUT of the whole object
     fs, path = _hadoop_fs(spark, uri)
     stream = fs.create(path(to_spark_uri(uri)), True)
     try:
@@ -277,6 +292,8 @@ def _write_journal(spark, uri: str, journal: dict) -> None:
 
 
 def _read_text(spark, uri: str) -> str:
+    if is_local(uri):
+        return local_path(uri).read_text(encoding="utf-8")
     fs, path = _hadoop_fs(spark, uri)
     stream = fs.open(path(to_spark_uri(uri)))
     try:

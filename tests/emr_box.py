@@ -190,6 +190,9 @@ class YarnMiniCluster:
                 raise RuntimeError(f"the YARN minicluster did not start:\n{tail}")
             time.sleep(1)
         while not written.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the YARN minicluster wrote no configuration to {written}")
             time.sleep(0.5)
         time.sleep(0.5)  # written in one go, but let it close
         shutil.copy(written, self.conf_dir / "yarn-site.xml")

@@ -24,9 +24,9 @@ def _runs(spark, uri: str) -> list[str]:
     return sorted(r[0] for r in frame.select("run").distinct().collect())
 
 
-def _interrupted(spark, tmp_path, phase: str):
+def _interrupted(spark, tmp_path, phase: str, name: str = "out"):
     """An output whose commit of run 'new' stopped at ``phase``."""
-    out = tmp_path / "out"
+    out = tmp_path / name
     with pipeline.staged(spark, str(out), "data") as staging:
         _write(spark, storage.join(staging, "data"), "old", 3)
     staging = out / "_staging" / "123-abcdef01"
@@ -43,9 +43,12 @@ def _interrupted(spark, tmp_path, phase: str):
     return out, staging
 
 
-@pytest.mark.parametrize("phase", ["journal-written", "cleared", "half-moved"])
-def test_an_interrupted_commit_is_finished_by_the_next_step(spark, tmp_path, phase):
-    out, staging = _interrupted(spark, tmp_path, phase)
+@pytest.mark.parametrize(
+    "phase, name",
+    [("journal-written", "out"), ("cleared", "out"), ("half-moved", "out dir été")],
+)
+def test_an_interrupted_commit_is_finished_by_the_next_step(spark, tmp_path, phase, name):
+    out, staging = _interrupted(spark, tmp_path, phase, name)
     if phase == "journal-written":
         assert _runs(spark, out / "data") == ["old"]
     else:
@@ -74,3 +77,34 @@ def test_a_failed_block_moves_nothing(spark, tmp_path):
         raise RuntimeError("the run failed before its commit")
     assert _runs(spark, out / "data") == ["old"]
     assert storage.recover_commits(spark, str(out)) == 0  # no journal: left for inspection
+
+
+def test_a_commit_of_a_dataset_never_written_touches_nothing(spark, tmp_path):
+    out = tmp_path / "out"
+    with pipeline.staged(spark, str(out), "data") as staging:
+        _write(spark, storage.join(staging, "data"), "old", 2)
+    with (
+        pytest.raises(OSError, match="nothing to commit"),
+        pipeline.staged(spark, str(out), "data", "model") as staging,
+    ):
+        _write(spark, storage.join(staging, "data"), "new", 2)
+    assert _runs(spark, out / "data") == ["old"]
+    assert storage.recover_commits(spark, str(out)) == 0
+
+
+def test_a_relative_output_is_recovered_from_another_folder(spark, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    staging = "out/_staging/1-a"
+    _write(spark, staging + "/data", "new", 2)
+    # stop right after the journal is written, as a kill would
+    monkeypatch.setattr(storage, "_finish_commit", lambda *args: None)
+    storage.commit_datasets(spark, staging, "out", ["data"])
+    monkeypatch.undo()
+    journal = json.loads((tmp_path / staging / storage.COMMIT_JOURNAL).read_text())
+    assert all(p.startswith("/") for pair in journal["datasets"] for p in pair)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert storage.recover_commits(spark, str(tmp_path / "out")) == 1
+    assert _runs(spark, tmp_path / "out" / "data") == ["new"]
+    assert not (elsewhere / "out").exists()

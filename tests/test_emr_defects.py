@@ -70,17 +70,24 @@ def test_spark_defaults_master_is_kept_for_a_plain_python_process(tmp_path):
 
 
 def test_master_resolution_order(monkeypatch, tmp_path):
-    for name in ("SPARK_MASTER", "PYSPARK_GATEWAY_PORT", "SPARK_CONF_DIR"):
+    for name in ("SPARK_MASTER", "PYSPARK_GATEWAY_PORT", "SPARK_CONF_DIR", "PYSPARK_SUBMIT_ARGS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))  # no spark-defaults.conf there
     assert spark_session.resolve_master(None) == "local[*]"
     (tmp_path / "spark-defaults.conf").write_text("# EMR\nspark.master yarn\n")
     assert spark_session.configured_master() == "yarn"
     assert spark_session.resolve_master(None) is None  # Spark applies spark-defaults itself
-    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4242")  # inside spark-submit
-    assert spark_session.resolve_master(None) is None
+    (tmp_path / "spark-defaults.conf").write_text("spark.master=local[1]\nspark.master: yarn\n")
+    assert spark_session.configured_master() == "yarn"  # Java properties syntax; last wins
     monkeypatch.setenv("SPARK_MASTER", "local[3]")
     assert spark_session.resolve_master(None) == "local[3]"
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4242")  # inside spark-submit: its master wins
+    assert spark_session.resolve_master(None) is None
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
+    monkeypatch.delenv("SPARK_MASTER")
+    (tmp_path / "spark-defaults.conf").unlink()
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master local[2] pyspark-shell")
+    assert spark_session.resolve_master(None) is None
     assert spark_session.resolve_master("spark://127.0.0.1:7077") == "spark://127.0.0.1:7077"
 
 

@@ -158,7 +158,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
         return subprocess.Popen(
             [sys.executable, "-c", KILL_PROBE, out, label, str(files)],
             env=s3a["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True,
+            text=True, start_new_session=True,  # its own process group: Python and its JVM
         )  # fmt: skip
 
     first = run("old", 5)
@@ -174,8 +174,10 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
         present = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
         arrived = present - old_files
         if arrived:
-            second.send_signal(signal.SIGKILL)
+            # the whole group at once: the JVM does the copying, and must not outlive Python
+            os.killpg(second.pid, signal.SIGKILL)
             second.wait()
+            time.sleep(1)
             killed_with = present
             break
         time.sleep(0.02)
