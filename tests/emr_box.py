@@ -264,7 +264,8 @@ def emr_conf_dir(
     folder that exists before any application); ``emr/configurations.json`` on top, with the
     environment path moved to ``venv``. Two stand-ins for the box: Spark's jars are used where
     they lie (``local:``, as on every EMR node), and dynamic allocation tracks shuffle files
-    itself, since the minicluster's NodeManager runs no Spark shuffle service (EMR's do).
+    itself, since the minicluster's NodeManager runs no Spark shuffle service (EMR's do); and
+    executors sized for 2 cores.
     """
     from helpers.emr import ClusterSpec, render_configurations
 
@@ -289,6 +290,9 @@ def emr_conf_dir(
         if classification["Classification"] == "spark-env":
             for inner in classification.get("Configurations", []):
                 exports.update(inner.get("Properties", {}))
+    # the box has 2 cores where an m5.xlarge node has 4: two executors of two task slots each,
+    # so no more Python workers (each loading TensorFlow) than the machine can run
+    defaults.update({"spark.executor.cores": "2", "spark.dynamicAllocation.maxExecutors": "2"})
     defaults.update(extra or {})
 
     def relocate(value: str) -> str:
