@@ -225,8 +225,8 @@ def staged(spark: SparkSession, out: str, *names: str) -> Iterator[str]:
     """A staging folder of its own under ``out/_staging``: write the datasets ``names`` there;
     when the block succeeds they are moved to ``out/<name>`` together, by a journaled commit
     that a killed run's successor finishes (:func:`helpers.storage.commit_datasets`). When the
-    block fails, nothing is moved and the folder stays for inspection."""
-    storage.recover_commits(spark, out)
+    block fails, nothing is moved and the folder stays for inspection. Each step finishes a
+    killed predecessor's commit first (:func:`helpers.storage.recover_commits`)."""
     staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
     yield staging
     storage.commit_datasets(spark, staging, out, list(names))

@@ -208,7 +208,7 @@ def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None
     if missing:  # checked before anything is touched: the previous datasets stay
         raise OSError(f"nothing to commit at {', '.join(redact(m) for m in missing)}")
     journal = {"datasets": datasets, "cleared": [], "moved": []}
-    _write_journal(spark, join(staging_dir, COMMIT_JOURNAL), journal)
+    _write_journal(join(staging_dir, COMMIT_JOURNAL), journal)
     _finish_commit(spark, join(staging_dir, COMMIT_JOURNAL), journal)
 
 
@@ -223,7 +223,7 @@ def recover_commits(spark, out: str) -> int:
         # encoded differently (spaces, non-ASCII) from the URIs made here
         uri = join(out, "_staging", status.getPath().getParent().getName(), COMMIT_JOURNAL)
         logging.getLogger(__name__).warning("finishing the interrupted commit %s", redact(uri))
-        _finish_commit(spark, uri, json.loads(_read_text(spark, uri)))
+        _finish_commit(spark, uri, json.loads(read_bytes(uri)))
     return len(statuses)
 
 
@@ -235,7 +235,7 @@ def _finish_commit(spark, journal_uri: str, journal: dict) -> None:
             if fs.exists(target) and not fs.delete(target, True):
                 raise OSError(f"could not delete the previous {redact(final_uri)}")
             journal["cleared"].append(final_uri)
-            _write_journal(spark, journal_uri, journal)
+            _write_journal(journal_uri, journal)
         if final_uri not in journal["moved"]:
             if not fs.exists(target):
                 fs.mkdirs(target.getParent())
@@ -245,7 +245,7 @@ def _finish_commit(spark, journal_uri: str, journal: dict) -> None:
                 # an object-store rename stopped half-way: move what is left, file by file
                 _move_files(fs, path, source, target)
             journal["moved"].append(final_uri)
-            _write_journal(spark, journal_uri, journal)
+            _write_journal(journal_uri, journal)
     journal_path = path(to_spark_uri(journal_uri))
     fs.delete(journal_path, False)
     fs.delete(journal_path.getParent(), True)
@@ -278,32 +278,7 @@ def _absolute(uri: str) -> str:
     return str(local_path(uri).resolve()) if is_local(uri) else uri
 
 
-def _write_journal(spark, uri: str, journal: dict) -> None:
-    if is_local(uri):  # written beside, then renamed over: never half a journal
-        write_bytes(uri, json.dumps(journal).encode("utf-8"), "application/json")
-        return
-    # elsewhere through Hadoop's FileSystem, like the datasets: on S3 one PUT of the whole object
-    fs, path = _hadoop_fs(spark, uri)
-    stream = fs.create(path(to_spark_uri(uri)), True)
-    try:
-        stream.write(bytearray(json.dumps(journal).encode("utf-8")))
-    finally:
-        stream.close()
-
-
-def _read_text(spark, uri: str) -> str:
-    if is_local(uri):
-        return local_path(uri).read_text(encoding="utf-8")
-    fs, path = _hadoop_fs(spark, uri)
-    stream = fs.open(path(to_spark_uri(uri)))
-    try:
-        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-
-
-def delete_tree(spark, uri: str) -> None:
-    """Delete a folder (through Hadoop's FileSystem, like :func:`commit_dataset`)."""
-    jvm = spark.sparkContext._jvm
-    target = jvm.org.apache.hadoop.fs.Path(to_spark_uri(uri))
-    target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(target, True)
+def _write_journal(uri: str, journal: dict) -> None:
+    # never half a journal: a local file is written beside and renamed over, an S3 object is
+    # one PUT (outputs are local or on S3, like the run report)
+    write_bytes(uri, json.dumps(journal).encode("utf-8"), "application/json")

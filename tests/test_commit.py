@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import pipeline, storage
+from helpers import ingest, pipeline, storage
 
 pytestmark = pytest.mark.spark
 
@@ -57,11 +57,12 @@ def test_an_interrupted_commit_is_finished_by_the_next_step(spark, tmp_path, pha
     assert storage.recover_commits(spark, str(out)) == 0
 
 
-def test_a_new_run_finishes_the_interrupted_commit_before_its_own(spark, tmp_path):
+def test_the_next_step_finishes_the_interrupted_commit_before_it_reads(spark, tmp_path):
     out, _ = _interrupted(spark, tmp_path, "half-moved")
-    with pipeline.staged(spark, str(out), "other") as staging:
-        _write(spark, storage.join(staging, "other"), "next", 2)
-    assert _runs(spark, out / "data") == ["new"] and _runs(spark, out / "other") == ["next"]
+    # the PCA step: it finds no features/ here, but first finishes the commit it found
+    with pytest.raises(ingest.InputError, match="no features"):
+        pipeline.reduce_features(str(out), spark=spark)
+    assert _runs(spark, out / "data") == ["new"]
     assert list((out / "_staging").iterdir()) == []
 
 
