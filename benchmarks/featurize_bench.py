@@ -110,7 +110,8 @@ def spark_run(dataset: Path, output: Path, master: str, conf: dict | None = None
         start = time.perf_counter()
         settings = {"spark.ui.enabled": "false", **(conf or {})}
         spark = get_spark(master, app_name="featurize-bench", conf=settings)
-        df = featurize.add_features(ingest.list_images(spark, str(dataset)), batch_size=BATCH)
+        listed = ingest.list_images(spark, str(dataset), str(output) + ".listing")
+        df = featurize.add_features(listed.images, batch_size=BATCH)
         df.write.mode("overwrite").parquet(str(output))
         rows = spark.read.parquet(str(output)).count()
         wall = time.perf_counter() - start

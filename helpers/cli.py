@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers import storage
+    from helpers import inputs, storage
     from helpers.pipeline import REPORT_FILE, RunParams, run
     from helpers.spark_session import get_spark
 
@@ -253,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         spark.stop()
     summary = {
+        "files": inputs.reconciliation_line(result.report["files"]),
         "images": result.report["images"]["total"],
         "featurized": result.report["images"]["featurized"],
         "failed": result.report["images"]["failed"],

@@ -1,8 +1,9 @@
-"""CNN features inside Spark: a pandas iterator UDF over Arrow batches of image bytes.
+"""CNN features inside Spark: a pandas iterator UDF over Arrow batches of listed files.
 
 The weight file goes to the executors once (``SparkContext.addFile``); each Python worker
-builds the model once (module-level cache, ``spark.python.worker.reuse``) and then streams
-batches through one compiled ``tf.function``. Images that fail to decode become rows with
+builds the model once (module-level cache, ``spark.python.worker.reuse``), reads its files by
+path (:func:`helpers.inputs.read_file`: any name, local or S3) and streams batches through one
+compiled ``tf.function``. Files that cannot be read or decoded become rows with
 ``features = null`` and an ``error`` reason.
 """
 
@@ -50,15 +51,15 @@ def ship_weights(spark: SparkSession, weights_path: str | None) -> str | None:
 
 
 def feature_udf(backbone: Backbone, weights_name: str | None, batch_size: int, tf_threads: int):
-    """Build the pandas UDF: image bytes -> struct<features: array<float>, error: string>."""
+    """Build the pandas UDF: file path -> struct<features: array<float>, error: string>."""
     name = backbone.name
 
     @F.pandas_udf(FEATURE_SCHEMA)
-    def extract(contents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def extract(paths: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         model_fn = _worker_model(name, weights_name, tf_threads)
         spec = get_backbone(name)
-        for batch in contents:
-            yield inference.featurize_batch(spec, model_fn, batch.tolist(), batch_size)
+        for batch in paths:
+            yield inference.featurize_paths(spec, model_fn, batch.tolist(), batch_size)
 
     return extract
 
@@ -90,13 +91,12 @@ def add_features(
     model_name: str = "mobilenet_v2",
     weights: str | None = "imagenet",
     batch_size: int = DEFAULT_BATCH_SIZE,
-    content_col: str = "content",
     tf_threads: int | None = None,
 ) -> DataFrame:
-    """Replace the image bytes column with ``features`` (array<float>) and ``error`` (string).
+    """Add ``features`` (array<float>) and ``error`` (string) to listed images.
 
     Args:
-        images_df: rows with a binary ``content_col`` (as from :func:`helpers.ingest.list_images`).
+        images_df: rows with a ``path`` (as from :func:`helpers.ingest.list_images`).
         model_name: a key of :data:`helpers.models.BACKBONES`.
         weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
         batch_size: images per model call inside a worker.
@@ -111,10 +111,9 @@ def add_features(
     weights_name = ship_weights(spark, resolve_weights(backbone, weights))
     threads = tf_threads if tf_threads is not None else tf_threads_per_task(spark)
     extract = feature_udf(backbone, weights_name, batch_size, threads)
-    result: Column = extract(F.col(content_col))
-    others = [F.col(c) for c in images_df.columns if c != content_col]
+    result: Column = extract(F.col("path"))
     return images_df.select(
-        *others,
+        *[F.col(c) for c in images_df.columns],
         result.getField("features").alias("features"),
         result.getField("error").alias("error"),
     )

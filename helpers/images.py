@@ -17,6 +17,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Images with more pixels than this are refused before their pixels are decoded
 #: (decompression-bomb guard: a 100-byte PNG can declare 100k x 100k pixels).
 MAX_PIXELS = 50_000_000
+#: JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale when that still covers the model's
+#: input (draft mode), so a 12000x9000 photo costs the pixels of 1500x1125; the limit applies
+#: after that scaling, and the declared size may be up to 64 times larger.
+MAX_JPEG_DECLARED_PIXELS = 64 * MAX_PIXELS
+
+# The limits above replace Pillow's global one, which refuses a large JPEG before knowing it
+# will be decoded at a reduced scale.
+Image.MAX_IMAGE_PIXELS = None
 
 #: Resampling used to bring images to the model's input size. Bilinear is what Keras's own
 #: preprocessing layers and ``tf.image.resize`` use by default, so features match models
@@ -45,7 +53,7 @@ def _readable_reasons() -> Iterator[None]:
     """Turn Pillow's many failure modes into ImageDecodeError with a one-line reason."""
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
+            # Pillow's bomb warnings, should a caller restore its limit, are refusals here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except ImageDecodeError:
@@ -76,12 +84,18 @@ def decode_rgb(data: bytes | None, size: tuple[int, int]) -> np.ndarray:
     with _readable_reasons():
         img = Image.open(io.BytesIO(data))
         width, height = img.size
-        if width * height > MAX_PIXELS:
+        declared_limit = MAX_JPEG_DECLARED_PIXELS if img.format == "JPEG" else MAX_PIXELS
+        if width * height > declared_limit:
             raise ImageDecodeError(
-                f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+                f"image too large: {width}x{height} pixels (limit {declared_limit:,})"
             )
         # JPEG only: let libjpeg decode at a reduced scale that is still >= size.
         img.draft("RGB", size)
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageDecodeError(
+                f"image too large: {width}x{height} pixels, {img.width}x{img.height} at the "
+                f"smallest decoding scale (limit {MAX_PIXELS:,})"
+            )
         img.load()
         img = ImageOps.exif_transpose(img)
         rgb = to_rgb(img)

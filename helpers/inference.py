@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
-from helpers import images
+from helpers import images, inputs
 from helpers.models import Backbone, build_model, get_backbone
 
 
@@ -46,19 +48,63 @@ def featurize_batch(
     Returns a frame with one row per input: ``features`` (float32 array or None) and
     ``error`` (None or the reason the image could not be read).
     """
-    features: list[np.ndarray | None] = [None] * len(contents)
-    errors: list[str | None] = [None] * len(contents)
-    for start in range(0, len(contents), batch_size):
-        pixels, rows = [], []
-        for row in range(start, min(start + batch_size, len(contents))):
-            try:
-                pixels.append(images.decode_rgb(contents[row], backbone.input_size))
-                rows.append(row)
-            except images.ImageDecodeError as err:
-                errors[row] = str(err)
-        if not pixels:
-            continue
-        out = np.asarray(model_fn(backbone.preprocess(np.stack(pixels))), dtype=np.float32)
-        for i, row in enumerate(rows):
-            features[row] = out[i]
+    loaded = [_decoded(backbone, lambda c=c: c) for c in contents]
+    return _featurize_loaded(
+        backbone, model_fn, [loaded[i : i + batch_size] for i in range(0, len(loaded), batch_size)]
+    )
+
+
+def featurize_paths(
+    backbone: Backbone, model_fn, paths: list[str], batch_size: int, threads: int | None = None
+) -> pd.DataFrame:
+    """Read, decode and featurize listed files (``file:`` paths or S3 URIs), like
+    :func:`featurize_batch`; a file that cannot be read gets the reason in ``error``.
+
+    Files are read and decoded by a few threads (Pillow and S3 reads release the GIL) while the
+    model runs on the previous batch. Memory: two batches of decoded pixels and one file per
+    thread; the bytes of a file are dropped once decoded.
+    """
+    threads = threads or inputs.read_threads(paths)
+    with ThreadPoolExecutor(threads, thread_name_prefix="read") as pool:
+
+        def batches():
+            pending = None
+            for start in range(0, len(paths), batch_size):
+                chunk = paths[start : start + batch_size]
+                submitted = [pool.submit(_decoded, backbone, _reader(p)) for p in chunk]
+                if pending is not None:
+                    yield [f.result() for f in pending]
+                pending = submitted
+            if pending is not None:
+                yield [f.result() for f in pending]
+
+        return _featurize_loaded(backbone, model_fn, batches())
+
+
+def _reader(path: str):
+    return lambda: inputs.read_file(path)
+
+
+def _decoded(backbone: Backbone, read) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return images.decode_rgb(read(), backbone.input_size), None
+    except (images.ImageDecodeError, inputs.ReadError) as err:
+        return None, str(err)
+
+
+def _featurize_loaded(backbone: Backbone, model_fn, batches) -> pd.DataFrame:
+    features: list[np.ndarray | None] = []
+    errors: list[str | None] = []
+    for batch in batches:
+        pixels = [p for p, _ in batch if p is not None]
+        out = (
+            np.asarray(model_fn(backbone.preprocess(np.stack(pixels))), dtype=np.float32)
+            if pixels
+            else None
+        )
+        i = 0
+        for p, err in batch:
+            features.append(None if p is None else out[i])
+            errors.append(err)
+            i += p is not None
     return pd.DataFrame({"features": features, "error": errors})

@@ -1,5 +1,7 @@
 """What a dataset holds: images per label and split, sizes, unreadable files, thumbnails.
 
+Files are read by path in the Python workers (:func:`helpers.inputs.read_file`).
+
 Everything returned to the driver is small (one row per label, a bounded list of failures, a
 few thumbnails); the per-image work stays in Spark.
 """
@@ -7,13 +9,14 @@ few thumbnails); the per-image work stays in Spark.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from helpers import images
+from helpers import images, inputs
 
 HEADER_SCHEMA = T.StructType(
     [
@@ -26,24 +29,28 @@ HEADER_SCHEMA = T.StructType(
 )
 
 
+def probe_file(path: str) -> tuple:
+    """``(width, height, mode, format, error)`` of a listed file; only the header is decoded."""
+    try:
+        return (*images.probe(inputs.read_file(path)), None)
+    except (images.ImageDecodeError, inputs.ReadError) as err:
+        return (None, None, None, None, str(err))
+
+
 @F.pandas_udf(HEADER_SCHEMA)
-def _probe_udf(contents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-    for batch in contents:
-        rows = []
-        for data in batch:
-            try:
-                rows.append((*images.probe(data), None))
-            except images.ImageDecodeError as err:
-                rows.append((None, None, None, None, str(err)))
+def _probe_udf(paths: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    for batch in paths:
+        batch = batch.tolist()
+        with ThreadPoolExecutor(inputs.read_threads(batch)) as pool:
+            rows = list(pool.map(probe_file, batch))
         yield pd.DataFrame(rows, columns=HEADER_SCHEMA.fieldNames())
 
 
 def with_headers(images_df: DataFrame) -> DataFrame:
-    """Replace ``content`` by the image header: width, height, mode, format, error."""
-    probed = _probe_udf(F.col("content"))
-    others = [c for c in images_df.columns if c != "content"]
+    """Add each listed image's header: width, height, mode, format, error."""
+    probed = _probe_udf(F.col("path"))
     return images_df.select(
-        *others, *[probed.getField(f).alias(f) for f in HEADER_SCHEMA.fieldNames()]
+        *images_df.columns, *[probed.getField(f).alias(f) for f in HEADER_SCHEMA.fieldNames()]
     )
 
 
@@ -125,16 +132,24 @@ def mode_counts(headers: DataFrame) -> pd.DataFrame:
 def thumbnails(
     images_df: DataFrame, per_label: int = 1, max_labels: int = 24
 ) -> list[tuple[str, bytes]]:
-    """A few ``(label, bytes)`` pairs: the first ``per_label`` files of the first labels."""
+    """A few ``(label, bytes)`` pairs: the first ``per_label`` files of the first labels (read
+    here, on the driver; an unreadable one comes back empty)."""
     from pyspark.sql.window import Window
 
     first = Window.partitionBy("label").orderBy("path")
     picked = (
-        images_df.select("label", "path", "content")
+        images_df.select("label", "path")
         .withColumn("_n", F.row_number().over(first))
         .filter(F.col("_n") <= per_label)
         .orderBy("label", "path")
         .limit(per_label * max_labels)
         .collect()
     )
-    return [(r.label, bytes(r.content or b"")) for r in picked]
+    return [(r.label, _read_or_empty(r.path)) for r in picked]
+
+
+def _read_or_empty(path: str) -> bytes:
+    try:
+        return inputs.read_file(path)
+    except inputs.ReadError:
+        return b""

@@ -44,6 +44,11 @@ def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSess
     return get_spark(master, app_name=app_name, conf=conf, event_log_dir=event_logs)
 
 
+def ingestion_listing_uri(output_uri: str) -> str:
+    """Where the ingestion notebook writes its listing of the input (Parquet)."""
+    return storage.join(output_uri, EXECUTED_DIR, "01_ingestion.listing")
+
+
 def record_metrics(output_uri: str, notebook: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write the figures a notebook wants checked to ``<output>/notebooks/<name>.metrics.json``."""
     uri = storage.join(output_uri, EXECUTED_DIR, f"{notebook}.metrics.json")

@@ -2,8 +2,11 @@
 
 Output layout under ``output_uri`` (all overwritten by a new run):
 
-- ``features/``  Parquet, one row per image file: path, label, split, size_bytes, modified,
-  features (array<float>, null when the image could not be read), error (null or reason).
+- ``listing/``  Parquet, one row per entry found under the input: path, label, split,
+  size_bytes, modified, ignored (reason, or null), error (null, or why it failed at listing).
+- ``features/``  Parquet, one row per image file read: path, label, split, size_bytes,
+  modified, features (array<float>, null when the image could not be read), error (null or
+  reason).
 - ``reduced/``   Parquet, one row per readable image: path, label, split, pca (array<double>).
 - ``reduction_model/``  Spark ML PipelineModel (StandardScaler + PCA).
 - ``explained_variance.png``  the figure used to choose k.
@@ -22,15 +25,16 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import featurize, ingest, inventory, plots, reduce, report, storage
+from helpers import featurize, ingest, inputs, inventory, plots, reduce, report, storage
 from helpers.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
 log = logging.getLogger(__name__)
 
 FEATURES_DIR = "features"
+LISTING_DIR = "listing"
 #: Datasets are written here first and moved into place only when complete.
-STAGING_DIR = "_staging"
+STAGING_DIR = storage.STAGING_DIR
 REDUCED_DIR = "reduced"
 MODEL_DIR = "reduction_model"
 FIGURE_FILE = "explained_variance.png"
@@ -69,8 +73,8 @@ class RunParams:
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
-        if storage.is_local(self.input_uri):
-            ingest.check_local_input(self.input_uri)
+        if storage.is_local(self.input_uri) and not storage.local_path(self.input_uri).exists():
+            raise ingest.InputError(f"input not found: {storage.local_path(self.input_uri)}")
         return self
 
 
@@ -131,8 +135,17 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     storage.recover_commits(spark, out)  # a killed run's commit is finished before any read
     timings: dict[str, float] = {}
 
-    with _stage(timings, "featurize"):
-        images = ingest.list_images(spark, params.input_uri, params.num_partitions)
+    with _stage(timings, "featurize"), staged(spark, out, LISTING_DIR, FEATURES_DIR) as staging:
+        listed = ingest.list_images(
+            spark, params.input_uri, storage.join(staging, LISTING_DIR), params.num_partitions
+        )
+        log.info(
+            "listed %s: %d entries, %d images to read",
+            storage.redact(params.input_uri),
+            listed.summary.found,
+            listed.summary.to_read,
+        )
+        images = listed.images
         if params.sample_fraction < 1.0:
             images = images.sample(fraction=params.sample_fraction, seed=SAMPLE_SEED)
         previous = _previous_features(spark, out, params.model_name) if params.incremental else None
@@ -143,26 +156,29 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         )
         if reused is not None:
             features = features.unionByName(reused)
-        with staged(spark, out, FEATURES_DIR) as staging:
-            features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
+        features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
     stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
 
     with _stage(timings, "inventory"):
         counts = inventory.label_split_counts(stored)
         failures = inventory.failed_images(stored, MAX_LISTED_FAILURES)
         reasons = inventory.failure_reasons(stored)
-        ignored = ingest.ignored_files(spark, params.input_uri)
+        listing = spark.read.parquet(spark_uri(out, LISTING_DIR))
+        ok, failed, not_run = ingest.outcome_counts(ingest.images_of(listing), stored)
+        files = inputs.reconcile(listed.summary, ok, failed, not_run, failures)
+    log.info("%s", inputs.reconciliation_line(files))
 
     run_report = report.extraction_report(
         params=params,
         counts=counts,
         failures=failures,
         failure_reasons=reasons,
-        ignored=ignored,
+        files=files,
         weights_path=weights_path,
         timings=timings,
         spark_version=spark.version,
         features_uri=storage.join(out, FEATURES_DIR),
+        listing_uri=storage.join(out, LISTING_DIR),
     )
     run_report["images"]["featurized_this_run"] = (
         n_todo if n_todo is not None else run_report["images"]["total"]

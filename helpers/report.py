@@ -21,11 +21,12 @@ def extraction_report(
     counts: list[dict],
     failures: list[dict],
     failure_reasons: dict[str, int],
-    ignored: tuple[int, list[str]],
+    files: dict,
     weights_path: str | None,
     timings: dict[str, float],
     spark_version: str,
     features_uri: str,
+    listing_uri: str,
 ) -> dict:
     """The report after feature extraction (JSON-ready)."""
     n_images = sum(c["images"] for c in counts)
@@ -53,7 +54,8 @@ def extraction_report(
             "by_reason": failure_reasons,
             "listed": failures,
         },
-        "ignored_files": {"count": ignored[0], "examples": ignored[1]},
+        # every entry under the input: found = featurized + failed + ignored
+        "files": files,
         "model": {
             "name": params.model_name,
             "weights": params.weights if params.weights in ("imagenet", "random") else "file",
@@ -61,7 +63,10 @@ def extraction_report(
         },
         "timings_s": dict(timings),
         "throughput_images_per_s": round(n_images / featurize_s, 2) if featurize_s else None,
-        "outputs": {"features": storage.redact(features_uri)},
+        "outputs": {
+            "listing": storage.redact(listing_uri),
+            "features": storage.redact(features_uri),
+        },
     }
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 S3_SCHEMES = ("s3", "s3a", "s3n")
 
@@ -35,9 +35,16 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(uri: str) -> Path:
-    """The filesystem path of a local path or ``file:`` URI."""
+    """The filesystem path of a local path or ``file:`` URI.
+
+    ``file:///a%20b`` is a URI (percent-decoded); ``file:/a b`` is Hadoop's and this project's
+    display form, taken as it is, so names holding ``%``, ``#`` or ``?`` come back unchanged.
+    """
     if scheme(uri) == "file":
-        return Path(urlsplit(uri).path)
+        rest = uri[len("file:") :]
+        if rest.startswith("//"):
+            return Path(unquote(urlsplit(uri).path))
+        return Path(rest)
     if not is_local(uri):
         raise ValueError(f"not a local path: {redact(uri)}")
     return Path(uri).expanduser()
@@ -75,11 +82,17 @@ def redact(uri: str) -> str:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``("bucket", "key")``."""
-    parts = urlsplit(uri)
-    if parts.scheme.lower() not in S3_SCHEMES or not parts.netloc:
+    """``s3://bucket/key`` -> ``("bucket", "key")``.
+
+    The key is everything after the bucket, as it is: keys may hold ``#``, ``?``, ``%`` or
+    ``:``, which a URI parser would cut or decode.
+    """
+    if not is_s3(uri) or "://" not in uri:
         raise ValueError(f"not an S3 URI: {redact(uri)}")
-    return parts.netloc, parts.path.lstrip("/")
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    if not bucket:
+        raise ValueError(f"not an S3 URI: {redact(uri)}")
+    return bucket, key
 
 
 def s3_client(region: str | None = None, bucket: str | None = None):
@@ -99,6 +112,19 @@ def s3_client(region: str | None = None, bucket: str | None = None):
     if region is None and bucket is not None:
         region = bucket_region(bucket)
     return boto3.client("s3", region_name=region) if region else boto3.client("s3")
+
+
+_BUCKET_CLIENTS: dict[tuple[str, str], object] = {}
+
+
+def cached_s3_client(bucket: str):
+    """One client per bucket (and endpoint) per process, for many reads: making a client
+    costs more than a small GET. boto3 clients may be shared between threads."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    key = (bucket, endpoint)
+    if key not in _BUCKET_CLIENTS:
+        _BUCKET_CLIENTS[key] = s3_client(bucket=bucket)
+    return _BUCKET_CLIENTS[key]
 
 
 _BUCKET_REGIONS: dict[tuple[str, str], str | None] = {}
@@ -181,6 +207,8 @@ def read_bytes(uri: str) -> bytes:
     return local_path(uri).read_bytes()
 
 
+#: Folder under an output where datasets are written before they are moved into place.
+STAGING_DIR = "_staging"
 #: A staged write's journal, in its staging folder: which datasets move where, how far it got.
 COMMIT_JOURNAL = "_commit.json"
 
@@ -216,12 +244,12 @@ def recover_commits(spark, out: str) -> int:
     """Finish the journaled commits a killed run left under ``out/_staging``; return how many."""
     fs, path = _hadoop_fs(spark, out)
     # the wildcard joined after the URI is made: a file: URI would percent-encode it
-    pattern = path(to_spark_uri(out).rstrip("/") + f"/_staging/*/{COMMIT_JOURNAL}")
+    pattern = path(to_spark_uri(out).rstrip("/") + f"/{STAGING_DIR}/*/{COMMIT_JOURNAL}")
     statuses = fs.globStatus(pattern) or []
     for status in statuses:
         # rebuilt from ``out`` and the run folder's name: Hadoop's own form of the path may be
         # encoded differently (spaces, non-ASCII) from the URIs made here
-        uri = join(out, "_staging", status.getPath().getParent().getName(), COMMIT_JOURNAL)
+        uri = join(out, STAGING_DIR, status.getPath().getParent().getName(), COMMIT_JOURNAL)
         logging.getLogger(__name__).warning("finishing the interrupted commit %s", redact(uri))
         _finish_commit(spark, uri, json.loads(read_bytes(uri)))
     return len(statuses)

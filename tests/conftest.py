@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def featurize_to_pandas(spark, folder: Path, weights: str, model_name: str = "mo
     from helpers.featurize import add_features
     from helpers.ingest import list_images
 
-    df = add_features(list_images(spark, str(folder)), model_name, weights, batch_size=32)
+    listing = tempfile.mkdtemp(prefix="listing-")
+    images = list_images(spark, str(folder), listing).images
+    df = add_features(images, model_name, weights, batch_size=32)
     pdf = df.select("path", "label", "features", "error").toPandas()
     return pdf.sort_values("path").reset_index(drop=True)
 

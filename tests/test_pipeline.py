@@ -56,8 +56,9 @@ def test_bad_inputs_get_a_row_each_and_good_ones_are_featurized(
         "not an image": 1,
     }
     assert {f["path"].rsplit("/", 1)[-1] for f in report["failures"]["listed"]} == set(BAD_FILES)
-    assert report["ignored_files"]["count"] == 1
-    assert report["ignored_files"]["examples"][0].endswith("Odd/notes.txt")
+    assert report["files"]["ignored"] == 1
+    assert report["files"]["ignored_listed"][0]["path"].endswith("Odd/notes.txt")
+    assert report["files"]["found"] == 18 + 1
     assert report["pca"]["k"] == 3
 
     reduced = spark.read.parquet(str(out / "reduced"))

@@ -54,9 +54,9 @@ def test_odd_files_each_get_an_outcome_and_reruns_are_identical(spark, small_rea
     assert by_name["Pêches, plates/été 1.JPG"].label == "Pêches, plates"
     report = first.report
     assert report["failures"]["count"] == 4
-    assert report["ignored_files"]["count"] == 1 and report["ignored_files"]["examples"][
-        0
-    ].endswith("notes.pdf")
+    assert report["files"]["ignored"] == 1
+    assert report["files"]["ignored_listed"][0]["path"].endswith("notes.pdf")
+    assert report["files"]["empty_folders"]["listed"][0].endswith("/Training/Empty class")
     written = json.loads((out / "run_report.json").read_text(encoding="utf-8"))
     assert any(c["label"] == "Pêches, plates" for c in written["images"]["per_label_split"])
 

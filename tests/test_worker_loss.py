@@ -45,7 +45,9 @@ SCENARIO = textwrap.dedent(
         spark = get_spark(master, app_name="worker-loss", conf={
             "spark.ui.enabled": "false", "spark.executor.cores": "1",
             "spark.executor.memory": "2g", "spark.task.maxFailures": "4"})
-        images = ingest.list_images(spark, str(data), num_partitions=12)
+        images = ingest.list_images(
+            spark, str(data), str(tmp_path / "listing"), num_partitions=12
+        ).images
         killer = threading.Thread(target=kill_one_executor, args=(spark,))
         killer.start()
         featurize.add_features(images, batch_size=16).write.parquet(out)
