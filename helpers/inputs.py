@@ -201,18 +201,30 @@ def scan(input_uri: str, summary: ListingSummary | None = None) -> Iterator[Entr
         InputError: the input does not exist or cannot be listed.
     """
     summary = summary if summary is not None else ListingSummary(input_uri)
+    check_input_uri(input_uri)
     if storage.is_s3(input_uri):
         entries = _scan_s3(input_uri, summary)
-    elif storage.is_local(input_uri):
-        entries = _scan_local(storage.local_path(input_uri), summary)
     else:
+        entries = _scan_local(storage.local_path(input_uri), summary)
+    for entry in entries:
+        summary.add(entry)
+        yield entry
+
+
+def check_input_uri(input_uri: str) -> None:
+    """Refuse, before any work, an input that cannot be listed: an unsupported scheme or a
+    missing local path (S3 prefixes are checked when listed)."""
+    if storage.is_s3(input_uri):
+        storage.split_s3(input_uri)
+        return
+    if not storage.is_local(input_uri):
         raise InputError(
             "input must be a local folder or file, or an s3:// URI: "
             f"got {storage.redact(input_uri)}"
         )
-    for entry in entries:
-        summary.add(entry)
-        yield entry
+    path = storage.local_path(input_uri).expanduser()
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"input not found: {path.absolute()}")
 
 
 def write_listing(input_uri: str, listing_uri: str) -> ListingSummary:
@@ -257,8 +269,8 @@ def _nothing_to_read(summary: ListingSummary) -> str:
         return f"no files under {where}"
     example = f"; for example {summary.examples[0]['path']}: {summary.examples[0]['reason']}"
     return (
-        f"no images to read under {where}: {summary.found} entries found, "
-        f"{summary.ignored} ignored, {summary.failed} failed{example}"
+        f"no images to read under {where}: found {summary.found}, "
+        f"ignored {summary.ignored}, failed {summary.failed}{example}"
     )
 
 
@@ -295,8 +307,6 @@ def _hidden_folder(parts: Sequence[str]) -> bool:
 
 def _scan_local(root: Path, summary: ListingSummary) -> Iterator[Entry]:
     root = root.expanduser().absolute()
-    if not root.exists() and not root.is_symlink():
-        raise InputError(f"input not found: {root}")
     if not root.is_dir():
         # one file: it is listed beside its folder, so its class is the folder's name
         yield _local_entry(root, root.parent.name, (root.name,))

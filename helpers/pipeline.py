@@ -73,8 +73,7 @@ class RunParams:
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
-        if storage.is_local(self.input_uri) and not storage.local_path(self.input_uri).exists():
-            raise ingest.InputError(f"input not found: {storage.local_path(self.input_uri)}")
+        inputs.check_input_uri(self.input_uri)
         return self
 
 

@@ -27,7 +27,8 @@ def big_jpeg(width: int = 12000, height: int = 9000) -> bytes:
     compress to nothing."""
     rng = np.random.default_rng(12)
     base = np.asarray(mk.gradient_rgb(width // 8, height // 8).resize((width, height)))
-    noisy = np.clip(base.astype(np.int16) + rng.integers(-40, 40, base.shape, dtype=np.int16), 0, 255)
+    noise = rng.integers(-40, 40, base.shape, dtype=np.int16)
+    noisy = np.clip(base.astype(np.int16) + noise, 0, 255)
     buffer = io.BytesIO()
     Image.fromarray(noisy.astype(np.uint8)).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
@@ -56,7 +57,7 @@ def files() -> dict[str, tuple[bytes, tuple[str, str | None]]]:
         "Training/Apple/tiff named.jpg": (_encoded("TIFF"), FEATURIZED),
         "Training/Apple/gif named.jpg": (_encoded("GIF"), FEATURIZED),
         "Training/Apple/6000x4000.jpg": (mk.rgb_jpeg(6000, 4000), FEATURIZED),
-        "Training/Apple/one pixel.png": (mk.encode(Image.new("RGB", (1, 1), "red"), "PNG"), FEATURIZED),
+        "Training/Apple/one pixel.png": (mk.encode(Image.new("RGB", (1, 1)), "PNG"), FEATURIZED),
         "Training/Apple/12000x9000.jpg": (big_jpeg(), FEATURIZED),
         "Training/Apple/bomb.png": (bomb_png(), ("failed", "image too large")),
         "Training/Apple/truncated.jpg": (mk.truncated_jpeg(), ("failed", "corrupt or truncated")),
@@ -114,7 +115,7 @@ def build_local(root: Path) -> dict[str, tuple[str, str | None]]:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        expected[name] = outcome if name not in CHANGED else CHANGED[name]
+        expected[name] = CHANGED.get(name, outcome)
     for folder in EMPTY_FOLDERS:
         (root / folder).mkdir(parents=True)
     (root / "Training/Apple/broken link.jpg").symlink_to(root / "nowhere.jpg")

@@ -66,6 +66,7 @@ def test_main_job_on_data_sample(tmp_path):
     "args,message",
     [
         (["--input", "no/such/folder"], "error: input not found"),
+        (["--input", "ftp://host/photos"], "error: input must be a local folder or file"),
         (["--batch-size", "0"], "error: batch_size must be a positive integer"),
         (["--variance-threshold", "0"], "error: variance_threshold must be in (0, 1]"),
         (["--weights", "missing.h5"], "error: weights file not found"),
@@ -77,3 +78,18 @@ def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.spark
+def test_an_input_with_nothing_to_read_is_one_line(tmp_path):
+    (tmp_path / "in" / "Training" / "Apple").mkdir(parents=True)
+    (tmp_path / "in" / "Training" / "Apple" / "notes.txt").write_text("no photo yet")
+    done = helpers_cli("run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: no images to read under {tmp_path / 'in'}: found 1, ignored 1, "
+        f"failed 0; for example file:{tmp_path / 'in'}/Training/Apple/notes.txt: "
+        "not an image extension (.txt)"
+    ]
+    assert "Traceback" not in done.stderr and "\tat " not in done.stderr

@@ -16,7 +16,8 @@ import pytest
 from helpers import inputs, pipeline
 from helpers.pipeline import RunParams
 from tests import hostile
-from tests.test_s3a import BUCKET, _keys, s3a  # noqa: F401  (s3a: the S3A fixture)
+from tests.test_s3a import BUCKET, _keys
+from tests.test_s3a import s3a as s3a_fixture  # noqa: F401  (registers the ``s3a`` fixture)
 
 pytestmark = [pytest.mark.spark]
 
@@ -104,15 +105,16 @@ S3_ONLY = {
 def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
     client = s3a["client"]
     prefix = "hostile/in/"
+    good = hostile.files()["top level.jpg"][0]
     expected = {}
     for name, (data, outcome) in {**hostile.files(), **S3_ONLY}.items():
         if "\n" in name:
             continue  # the local S3 server refuses keys with a line break (S3 accepts them)
-        body = data if data is not None else hostile.files()["top level.jpg"][0]
+        body = data if data is not None else good
         client.put_object(Bucket=BUCKET, Key=prefix + name, Body=body)
         expected[name] = outcome
     for name, outcome in hostile.CHANGED.items():
-        client.put_object(Bucket=BUCKET, Key=prefix + name, Body=hostile.files()["top level.jpg"][0])
+        client.put_object(Bucket=BUCKET, Key=prefix + name, Body=good)
         expected[name] = outcome
     expected["Training/Apple/deleted after listing.jpg"] = ("failed", "object vanished")
     found_independently = len(_keys(client, prefix))
@@ -129,12 +131,13 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
 
             listed = inputs.write_listing
             client = boto3.client("s3")
+            bucket, prefix = {BUCKET!r}, {prefix!r}
 
             def listing_then_changes(input_uri, listing_uri):
                 summary = listed(input_uri, listing_uri)
                 hostile.after_listing(
-                    write=lambda n, d: client.put_object(Bucket={BUCKET!r}, Key={prefix!r} + n, Body=d),
-                    delete=lambda n: client.delete_object(Bucket={BUCKET!r}, Key={prefix!r} + n),
+                    write=lambda n, d: client.put_object(Bucket=bucket, Key=prefix + n, Body=d),
+                    delete=lambda n: client.delete_object(Bucket=bucket, Key=prefix + n),
                 )
                 return summary
 
