@@ -20,12 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from helpers import config  # noqa: E402
-from helpers.recognize import RECOGNIZER_DIR, PhotoRecognizer, expand_photos  # noqa: E402
+from helpers.layout import RECOGNIZER  # noqa: E402
+from helpers.recognize import PhotoRecognizer, expand_photos  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recognizer", default=str(Path(config.default_output()) / RECOGNIZER_DIR))
+    parser.add_argument("--recognizer", default=str(Path(config.default_output()) / RECOGNIZER))
     parser.add_argument("--photos", default=str(config.fruits360_sample_dir() or "data_sample"))
     parser.add_argument("-n", type=int, default=50, help="photos answered one at a time")
     args = parser.parse_args()

@@ -25,16 +25,15 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from helpers import reduce, storage
+from helpers import defaults, reduce, storage
 from helpers.saved_pipeline import META_FILE, PIPELINE_DIR
 
 log = logging.getLogger(__name__)
 
-CLASSIFIERS = ("logistic_regression", "mlp")
+CLASSIFIERS = defaults.CLASSIFIERS
 LABEL_INDEX_COL = "_label_index"
 PREDICTED_COL = "predicted_label"
 #: Seed of the stratified split and of the MLP's initial weights.
-DEFAULT_SEED = 360
 
 
 @dataclass
@@ -46,7 +45,7 @@ class Recognizer:
     classifier: str
     k: int
     explained_variance: float
-    model_name: str = "mobilenet_v2"
+    model_name: str = defaults.MODEL_NAME
     settings: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
@@ -82,7 +81,10 @@ def rank_within_label(df: DataFrame, seed: int, label_col: str = "label") -> Dat
 
 
 def stratified_split(
-    df: DataFrame, test_fraction: float = 0.25, seed: int = DEFAULT_SEED, label_col: str = "label"
+    df: DataFrame,
+    test_fraction: float = defaults.TEST_FRACTION,
+    seed: int = defaults.SEED,
+    label_col: str = "label",
 ) -> tuple[DataFrame, DataFrame]:
     """Split every label in the same proportion, repeatably (:func:`rank_within_label`; the
     first ``round(n * test_fraction)`` go to test, at least one when a label has two rows or
@@ -104,8 +106,8 @@ def train_test(
     df: DataFrame,
     train_split: str = "Training",
     test_split: str = "Test",
-    test_fraction: float = 0.25,
-    seed: int = DEFAULT_SEED,
+    test_fraction: float = defaults.TEST_FRACTION,
+    seed: int = defaults.SEED,
 ) -> tuple[DataFrame, DataFrame, str]:
     """Training and test rows: the dataset's own splits when both are present, else a
     stratified split of all rows. The third value says which was used."""
@@ -120,14 +122,14 @@ def train_test(
 
 def fit_recognizer(
     train: DataFrame,
-    classifier: str = "logistic_regression",
+    classifier: str = defaults.CLASSIFIER,
     k: int | None = None,
-    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD,
-    reg_param: float = 0.01,
-    max_iter: int = 200,
-    hidden_layers: tuple[int, ...] = (256,),
-    seed: int = DEFAULT_SEED,
-    model_name: str = "mobilenet_v2",
+    variance_threshold: float = defaults.VARIANCE_THRESHOLD,
+    reg_param: float = defaults.REG_PARAM,
+    max_iter: int = defaults.MAX_ITER,
+    hidden_layers: tuple[int, ...] = defaults.HIDDEN_LAYERS,
+    seed: int = defaults.SEED,
+    model_name: str = defaults.MODEL_NAME,
 ) -> Recognizer:
     """Fit scaler + PCA, then the classifier, on the training rows (null features ignored).
 

@@ -12,8 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from helpers import classify, config, featurize, reduce
-from helpers.models import BACKBONES, WeightsNotFoundError, get_backbone, resolve_weights
+from helpers import config, defaults
+from helpers.models import BACKBONES, WeightsNotFoundError
 
 USER_ERRORS = (ValueError, FileNotFoundError, WeightsNotFoundError)
 
@@ -35,27 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--model",
-        default="mobilenet_v2",
+        default=defaults.MODEL_NAME,
         choices=sorted(BACKBONES),
-        help="feature extractor (default: mobilenet_v2)",
+        help="feature extractor (default: %(default)s)",
     )
     run.add_argument(
         "--weights",
-        default="imagenet",
+        default=defaults.WEIGHTS,
         help="'imagenet' (search Keras cache, $FRUITS_MODELS_DIR, ../shared/models, "
         "then download), a weight file path/URI, or 'random' (tests only)",
     )
     run.add_argument(
         "--batch-size",
         type=int,
-        default=featurize.DEFAULT_BATCH_SIZE,
+        default=defaults.BATCH_SIZE,
         help="images per model call (default: %(default)s)",
     )
     group = run.add_mutually_exclusive_group()
     group.add_argument(
         "--variance-threshold",
         type=float,
-        default=reduce.DEFAULT_VARIANCE_THRESHOLD,
+        default=defaults.VARIANCE_THRESHOLD,
         help="keep the fewest components explaining this share (default: %(default)s)",
     )
     group.add_argument("--k", type=int, default=None, help="keep exactly k components")
@@ -89,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder or URI a run wrote features/ and reduced/ to (default: output/)",
     )
     recognize.add_argument(
-        "--classifier", default="logistic_regression", choices=classify.CLASSIFIERS
+        "--classifier", default=defaults.CLASSIFIER, choices=defaults.CLASSIFIERS
     )
     recognize.add_argument(
         "--test-fraction",
         type=float,
-        default=0.25,
-        help="stratified test share when there are no Training/Test folders (default: 0.25)",
+        default=defaults.TEST_FRACTION,
+        help="stratified test share when there are no Training/Test folders (default: %(default)s)",
     )
     recognize.add_argument(
         "--n-clusters", type=int, default=None, help="KMeans k (default: labels)"
@@ -149,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder or URI written by notebook 05 (default: output/recognizer)",
     )
-    predict.add_argument("--top", type=int, default=3, help="labels per photo (default: 3)")
     predict.add_argument(
-        "--weights", default="imagenet", help="CNN weights, as for run (default: imagenet)"
+        "--top",
+        type=int,
+        default=defaults.TOP_LABELS,
+        help="labels per photo (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--weights", default=defaults.WEIGHTS, help="CNN weights, as for run (default: %(default)s)"
     )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -162,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="make-bucket BUCKET | upload DIR S3URI | download S3URI DIR | ls S3URI",
     )
-    s3.add_argument("--region", default="eu-west-3", help="bucket region (default: %(default)s)")
-    s3.add_argument("--workers", type=int, default=8, help="parallel transfers")
+    s3.add_argument(
+        "--region", default=defaults.REGION, help="bucket region (default: %(default)s)"
+    )
+    s3.add_argument("--workers", type=int, default=defaults.S3_WORKERS, help="parallel transfers")
 
     emr = sub.add_parser("emr", help="stage, create, submit, watch and terminate an EMR cluster")
     emr.add_argument(
@@ -171,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emr.add_argument("--bucket", required=True, help="S3 bucket for input, code, output, logs")
     emr.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
-    emr.add_argument("--region", default="eu-west-3", help="AWS region (default: %(default)s)")
+    emr.add_argument("--region", default=defaults.REGION, help="AWS region (default: %(default)s)")
     emr.add_argument("--dry-run", action="store_true", help="print the API requests, send nothing")
     emr.add_argument("--cluster-id", help="the cluster (submit, status, wait, terminate)")
     emr.add_argument("--wheel", help="the project's wheel to stage (pip wheel --no-deps -w dist .)")
@@ -227,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers import inputs, storage
-    from helpers.pipeline import REPORT_FILE, RunParams, run
+    from helpers import inputs
+    from helpers.layout import RUN_REPORT, OutputLayout
+    from helpers.pipeline import RunParams, run
     from helpers.spark_session import get_spark
 
     params = RunParams(
@@ -241,12 +249,10 @@ def _run(args: argparse.Namespace) -> int:
         k=args.k,
         num_partitions=args.partitions,
         incremental=args.incremental,
-    ).validate()
-    # Fail on missing weights before paying for a Spark start.
-    resolve_weights(get_backbone(params.model_name), params.weights)
+    ).validate()  # weights looked up here: a missing file fails before Spark starts
     event_logs = args.event_log_dir
-    if event_logs is None and storage.is_local(args.output):
-        event_logs = storage.join(args.output, "spark-events")
+    if event_logs is None:
+        event_logs = OutputLayout(args.output).local_event_logs()
     spark = get_spark(args.master, event_log_dir=event_logs)
     try:
         result = run(params, spark)
@@ -260,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         "k": result.report["pca"]["k"],
         "explained_variance": result.report["pca"]["explained_variance"],
         "images_per_s": result.report["throughput_images_per_s"],
-        "report": result.uri(REPORT_FILE),
+        "report": result.uri(RUN_REPORT),
     }
     print(json.dumps(summary, indent=2))
     return 0
@@ -285,7 +291,8 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def _recognize(args: argparse.Namespace) -> int:
     from helpers import storage
-    from helpers.recognition import RECOGNITION_REPORT, RecognitionParams, run_recognition
+    from helpers.layout import RECOGNITION_REPORT
+    from helpers.recognition import RecognitionParams, run_recognition
     from helpers.spark_session import get_spark
 
     params = RecognitionParams(
@@ -321,11 +328,12 @@ def _predict(args: argparse.Namespace) -> int:
     # TensorFlow's start-up chatter would bury the answers
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from helpers import storage
-    from helpers.recognize import RECOGNIZER_DIR, PhotoRecognizer
+    from helpers.layout import RECOGNIZER
+    from helpers.recognize import PhotoRecognizer
 
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
-    uri = args.recognizer or storage.join(config.default_output(), RECOGNIZER_DIR)
+    uri = args.recognizer or storage.join(config.default_output(), RECOGNIZER)
     recognizer = PhotoRecognizer(uri, weights=args.weights)
     started = time.perf_counter()
     answers = recognizer.predict(args.photos, top=args.top)

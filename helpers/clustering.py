@@ -17,13 +17,13 @@ from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from helpers import defaults
 from helpers.reduce import as_vectors
 
 log = logging.getLogger(__name__)
 
 _VEC = "_cluster_input"
 CLUSTER_COL = "cluster"
-DEFAULT_SEED = 360
 
 
 @dataclass
@@ -49,7 +49,7 @@ def fit_kmeans(
     features_col: str = "pca",
     k: int | None = None,
     k_range: tuple[int, int] | None = None,
-    seed: int = DEFAULT_SEED,
+    seed: int = defaults.SEED,
 ) -> Clustering:
     """KMeans with ``k`` clusters, or the k in ``k_range`` (inclusive) with the best
     silhouette, or (neither given) as many clusters as labels."""
@@ -90,45 +90,24 @@ def cluster_label_table(assigned: DataFrame, label_col: str = "label") -> pd.Dat
     return table.fillna(0).astype(int).sort_index().sort_index(axis=1)
 
 
-def _comb2(x: np.ndarray) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.sum(x * (x - 1) / 2.0))
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = np.asarray(counts, dtype=np.float64)
-    p = p[p > 0] / p.sum()
-    return float(-np.sum(p * np.log(p)))
-
-
-def _conditional_entropy(table: np.ndarray) -> float:
-    """H(columns | rows) of a contingency table."""
-    n = table.sum()
-    return float(sum(row.sum() / n * _entropy(row) for row in table if row.sum() > 0))
-
-
 def agreement(table: pd.DataFrame | np.ndarray) -> dict[str, float]:
     """Adjusted Rand index, homogeneity, completeness and V-measure of a cluster x label
-    table (rows: clusters, columns: labels). 1.0 means clusters and labels coincide."""
-    t = np.asarray(table, dtype=np.float64)
-    n = t.sum()
-    if n < 2:
+    table (rows: clusters, columns: labels). 1.0 means clusters and labels coincide.
+
+    scikit-learn's metrics take one cluster and one label per item: the table (all that leaves
+    Spark) is expanded back to those pairs, a few bytes per image.
+    """
+    from sklearn import metrics
+
+    t = np.asarray(table, dtype=np.int64)
+    if t.sum() < 2:
         raise ValueError("need at least two items to compare partitions")
-    index = _comb2(t)
-    rows, cols = _comb2(t.sum(axis=1)), _comb2(t.sum(axis=0))
-    expected = rows * cols / (n * (n - 1) / 2.0)
-    maximum = (rows + cols) / 2.0
-    ari = 1.0 if maximum == expected else (index - expected) / (maximum - expected)
-    h_labels, h_clusters = _entropy(t.sum(axis=0)), _entropy(t.sum(axis=1))
-    homogeneity = 1.0 if h_labels == 0 else 1.0 - _conditional_entropy(t) / h_labels
-    completeness = 1.0 if h_clusters == 0 else 1.0 - _conditional_entropy(t.T) / h_clusters
-    v = (
-        0.0
-        if homogeneity + completeness == 0
-        else 2 * homogeneity * completeness / (homogeneity + completeness)
-    )
+    clusters, labels = np.nonzero(t)
+    counts = t[clusters, labels]
+    predicted, truth = np.repeat(clusters, counts), np.repeat(labels, counts)
+    homogeneity, completeness, v = metrics.homogeneity_completeness_v_measure(truth, predicted)
     return {
-        "adjusted_rand_index": float(ari),
+        "adjusted_rand_index": float(metrics.adjusted_rand_score(truth, predicted)),
         "homogeneity": float(homogeneity),
         "completeness": float(completeness),
         "v_measure": float(v),

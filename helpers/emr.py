@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import config, storage
+from helpers import config, defaults, storage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class ClusterSpec:
 
     bucket: str
     prefix: str = "fruits"
-    region: str = "eu-west-3"
+    region: str = defaults.REGION
     name: str = "fruits-pipeline"
     release: str = DEFAULT_RELEASE
     primary_type: str = "m5.xlarge"

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from helpers import inference, storage
+from helpers import defaults, inference, storage
 from helpers.models import Backbone, get_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ FEATURE_SCHEMA = T.StructType(
     ]
 )
 
-DEFAULT_BATCH_SIZE = 64
 
 # One model per (backbone, weights, threads) per Python worker process.
 _WORKER_MODELS: dict[tuple[str, str | None, int], object] = {}
@@ -88,9 +87,9 @@ def tf_threads_per_task(spark: SparkSession) -> int:
 
 def add_features(
     images_df: DataFrame,
-    model_name: str = "mobilenet_v2",
+    model_name: str = defaults.MODEL_NAME,
     weights: str | None = "imagenet",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = defaults.BATCH_SIZE,
     tf_threads: int | None = None,
 ) -> DataFrame:
     """Add ``features`` (array<float>) and ``error`` (string) to listed images.

@@ -344,7 +344,9 @@ def _scan_dir(folder: Path, root_name: str, parts: tuple[str, ...], seen: set[st
     """Entries under ``folder``; returns (images found below, topmost folders without one)."""
     try:
         with os.scandir(folder) as it:
-            children = sorted(it, key=lambda e: e.name)
+            # links last: a folder reached both directly and through a link is listed under
+            # its own name, and the link is the entry that says "already listed"
+            children = sorted(it, key=lambda e: (e.is_symlink(), e.name))
     except OSError as err:
         yield _entry(
             _local_uri(folder) + "/",

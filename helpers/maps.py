@@ -13,15 +13,18 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from helpers import defaults
 from helpers.classify import rank_within_label
 
-DEFAULT_SEED = 360
 #: Principal components fed to t-SNE (the usual advice: reduce to ~50 first).
 TSNE_INPUT_DIMS = 50
 
 
 def stratified_sample(
-    df: DataFrame, max_points: int = 1000, seed: int = DEFAULT_SEED, label_col: str = "label"
+    df: DataFrame,
+    max_points: int = defaults.MAP_POINTS,
+    seed: int = defaults.SEED,
+    label_col: str = "label",
 ) -> DataFrame:
     """At most ``ceil(max_points / labels)`` rows of each label, the first of
     :func:`helpers.classify.rank_within_label` (repeatable), so small classes are not drowned
@@ -34,7 +37,7 @@ def stratified_sample(
     return ranked.filter(F.col("_rank") <= per_label).drop("_rank")
 
 
-def tsne_2d(points: np.ndarray, seed: int = DEFAULT_SEED, perplexity: float = 30.0) -> np.ndarray:
+def tsne_2d(points: np.ndarray, seed: int = defaults.SEED, perplexity: float = 30.0) -> np.ndarray:
     """(n, 2) t-SNE coordinates of ``points`` (rows; the first TSNE_INPUT_DIMS columns used)."""
     from sklearn.manifold import TSNE
 
@@ -48,7 +51,7 @@ def tsne_2d(points: np.ndarray, seed: int = DEFAULT_SEED, perplexity: float = 30
     )
 
 
-def map_points(sample: pd.DataFrame, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+def map_points(sample: pd.DataFrame, seed: int = defaults.SEED) -> pd.DataFrame:
     """For rows with ``pca`` (array), ``label`` and ``cluster``: add pc1, pc2, tsne1, tsne2."""
     matrix = np.stack(sample["pca"].to_numpy())
     out = sample.drop(columns=["pca"]).copy()

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from helpers import config, storage
+from helpers import config, layout, storage
 from helpers.spark_session import get_spark
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ PIPELINE_NOTEBOOKS = (
     "04_spark_ui_monitoring.ipynb",
     "05_recognition.ipynb",
 )
-EXECUTED_DIR = "notebooks"
+EXECUTED_DIR = layout.NOTEBOOKS
 
 
 def resolve_uris(input_uri: str | None = None, output_uri: str | None = None) -> tuple[str, str]:
@@ -38,7 +38,7 @@ def resolve_uris(input_uri: str | None = None, output_uri: str | None = None) ->
 def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSession:
     """The kernel's session if it has one (EMR Studio), else a new one logging events under
     ``<output>/spark-events`` when the output is local (for the monitoring notebook)."""
-    event_logs = storage.join(output_uri, "spark-events") if storage.is_local(output_uri) else None
+    event_logs = layout.OutputLayout(output_uri).local_event_logs()
     # No console progress bar: it would land in the notebook's cell outputs.
     conf = {"spark.ui.showConsoleProgress": "false"}
     return get_spark(master, app_name=app_name, conf=conf, event_log_dir=event_logs)

@@ -1,12 +1,12 @@
 """The whole chain: list -> decode/resize -> CNN features -> standardize + PCA -> Parquet.
 
-Output layout under ``output_uri`` (all overwritten by a new run):
+Writes, under ``output_uri`` (names: :mod:`helpers.layout`; all replaced by a new run):
 
 - ``listing/``  Parquet, one row per entry found under the input: path, label, split,
   size_bytes, modified, ignored (reason, or null), error (null, or why it failed at listing).
 - ``features/``  Parquet, one row per image file read: path, label, split, size_bytes,
   modified, features (array<float>, null when the image could not be read), error (null or
-  reason).
+  reason); ``features/_manifest.json`` says how they were made.
 - ``reduced/``   Parquet, one row per readable image: path, label, split, pca (array<double>).
 - ``reduction_model/``  Spark ML PipelineModel (StandardScaler + PCA).
 - ``explained_variance.png``  the figure used to choose k.
@@ -15,34 +15,39 @@ Output layout under ``output_uri`` (all overwritten by a new run):
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import platform
 import time
-import uuid
-from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import featurize, ingest, inputs, inventory, plots, reduce, report, storage
+from helpers import (
+    defaults,
+    featurize,
+    ingest,
+    inputs,
+    inventory,
+    layout,
+    plots,
+    reduce,
+    report,
+    storage,
+)
+from helpers.layout import OutputLayout
 from helpers.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
 log = logging.getLogger(__name__)
 
-FEATURES_DIR = "features"
-LISTING_DIR = "listing"
-#: Datasets are written here first and moved into place only when complete.
-STAGING_DIR = storage.STAGING_DIR
-REDUCED_DIR = "reduced"
-MODEL_DIR = "reduction_model"
-FIGURE_FILE = "explained_variance.png"
-REPORT_FILE = "run_report.json"
+_UNRESOLVED = object()
+
 #: Failed files listed one by one in the report (all are counted; all stay in features/).
 MAX_LISTED_FAILURES = 1000
-#: Seed of ``sample_fraction`` sampling, so a sampled run is repeatable.
-SAMPLE_SEED = 360
 
 
 @dataclass
@@ -51,16 +56,21 @@ class RunParams:
 
     input_uri: str
     output_uri: str
-    model_name: str = "mobilenet_v2"
-    weights: str | None = "imagenet"
-    batch_size: int = featurize.DEFAULT_BATCH_SIZE
-    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD
+    model_name: str = defaults.MODEL_NAME
+    weights: str | None = defaults.WEIGHTS
+    batch_size: int = defaults.BATCH_SIZE
+    variance_threshold: float = defaults.VARIANCE_THRESHOLD
     k: int | None = None
     num_partitions: int | None = None
     sample_fraction: float = 1.0
     #: Featurize only images new or changed since the last run (same path, size and
     #: modification time are reused from the previous features/); deleted images drop out.
     incremental: bool = False
+    _weights_file: str | None | object = field(default=None, init=False, repr=False)
+    _valid: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._weights_file = _UNRESOLVED
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
@@ -74,7 +84,19 @@ class RunParams:
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         inputs.check_input_uri(self.input_uri)
+        self.weights_file()
+        self._valid = True
         return self
+
+    def weights_file(self) -> str | None:
+        """The weight file, looked up once (None for random weights).
+
+        Raises:
+            helpers.models.WeightsNotFoundError: no such file, and none to download.
+        """
+        if self._weights_file is _UNRESOLVED:
+            self._weights_file = resolve_weights(get_backbone(self.model_name), self.weights)
+        return self._weights_file
 
 
 @dataclass
@@ -86,7 +108,7 @@ class RunResult:
     reduction: reduce.Reduction
 
     def uri(self, name: str) -> str:
-        return storage.join(self.output_uri, name)
+        return OutputLayout(self.output_uri).path(name)
 
 
 @contextmanager
@@ -112,7 +134,7 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
         params.output_uri, params.k, params.variance_threshold, extraction.spark
     )
     final["timings_s"]["total"] = round(time.perf_counter() - started, 3)
-    report.write_report(final, storage.join(params.output_uri, REPORT_FILE))
+    report.write_report(final, OutputLayout(params.output_uri).run_report)
     return RunResult(params.output_uri, final, reduction)
 
 
@@ -126,18 +148,20 @@ class Extraction:
 
 
 def extract_features(params: RunParams, spark: SparkSession | None = None) -> Extraction:
-    """List, decode and featurize the images; write ``features/`` and start the run report."""
-    params.validate()
-    weights_path = resolve_weights(get_backbone(params.model_name), params.weights)
+    """List, decode and featurize the images; write ``listing/``, ``features/`` (with its
+    manifest) and start the run report."""
+    if not params._valid:  # the command line and notebooks validate at their edge
+        params.validate()
+    weights_path = params.weights_file()
     spark = spark or get_spark()
-    out = params.output_uri
-    storage.recover_commits(spark, out)  # a killed run's commit is finished before any read
+    out = OutputLayout(params.output_uri)
+    storage.recover_commits(spark, out.root)  # a killed run's commit is finished before any read
     timings: dict[str, float] = {}
+    manifest = features_manifest(params, weights_path, spark.version)
 
-    with _stage(timings, "featurize"), staged(spark, out, LISTING_DIR, FEATURES_DIR) as staging:
-        listed = ingest.list_images(
-            spark, params.input_uri, storage.join(staging, LISTING_DIR), params.num_partitions
-        )
+    datasets = (layout.LISTING, layout.FEATURES)
+    with _stage(timings, "featurize"), out.staged(spark, *datasets) as staging:
+        listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
         log.info(
             "listed %s: %d entries, %d images to read",
             storage.redact(params.input_uri),
@@ -146,8 +170,8 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         )
         images = listed.images
         if params.sample_fraction < 1.0:
-            images = images.sample(fraction=params.sample_fraction, seed=SAMPLE_SEED)
-        previous = _previous_features(spark, out, params.model_name) if params.incremental else None
+            images = images.sample(fraction=params.sample_fraction, seed=defaults.SEED)
+        previous = _previous_features(spark, out, manifest) if params.incremental else None
         todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
         n_todo = todo.count() if previous is not None else None
         features = featurize.add_features(
@@ -155,14 +179,15 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         )
         if reused is not None:
             features = features.unionByName(reused)
-        features.write.mode("overwrite").parquet(spark_uri(staging, FEATURES_DIR))
-    stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
+        features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
+        staging.write_manifest(manifest)
+    stored = spark.read.parquet(out.spark(layout.FEATURES))
 
     with _stage(timings, "inventory"):
         counts = inventory.label_split_counts(stored)
         failures = inventory.failed_images(stored, MAX_LISTED_FAILURES)
         reasons = inventory.failure_reasons(stored)
-        listing = spark.read.parquet(spark_uri(out, LISTING_DIR))
+        listing = spark.read.parquet(out.spark(layout.LISTING))
         ok, failed, not_run = ingest.outcome_counts(ingest.images_of(listing), stored)
         files = inputs.reconcile(listed.summary, ok, failed, not_run, failures)
     log.info("%s", inputs.reconciliation_line(files))
@@ -176,13 +201,13 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         weights_path=weights_path,
         timings=timings,
         spark_version=spark.version,
-        features_uri=storage.join(out, FEATURES_DIR),
-        listing_uri=storage.join(out, LISTING_DIR),
+        features_uri=out.features,
+        listing_uri=out.listing,
     )
     run_report["images"]["featurized_this_run"] = (
         n_todo if n_todo is not None else run_report["images"]["total"]
     )
-    report.write_report(run_report, storage.join(out, REPORT_FILE))
+    report.write_report(run_report, out.run_report)
     if sum(c["ok"] for c in counts) == 0:
         n_files = sum(c["images"] for c in counts)
         example = f", for example {failures[0]['path']}: {failures[0]['error']}" if failures else ""
@@ -190,10 +215,48 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     return Extraction(spark, stored, run_report)
 
 
+def features_manifest(params: RunParams, weights_path: str | None, spark_version: str) -> dict:
+    """How features are made: what a later step (PCA, recognizer, incremental run) must know and
+    match, kept inside ``features/`` (:meth:`helpers.layout.OutputLayout.write_manifest`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    backbone = get_backbone(params.model_name)
+    try:
+        tensorflow = version("tensorflow")
+    except PackageNotFoundError:
+        tensorflow = None
+    return {
+        "backbone": backbone.name,
+        "weights": params.weights if params.weights in ("imagenet", "random") else "file",
+        "weights_file": storage.redact(weights_path).rsplit("/", 1)[-1] if weights_path else None,
+        "weights_sha256": _sha256(weights_path) if weights_path else None,
+        "input_size": list(backbone.input_size),
+        "precision": "float32",
+        "runtime": {
+            "tensorflow": tensorflow,
+            "spark": spark_version,
+            "python": platform.python_version(),
+        },
+        "input": storage.redact(params.input_uri),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _sha256(uri: str) -> str:
+    digest = hashlib.sha256()
+    if storage.is_local(uri):
+        with open(storage.local_path(uri), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(storage.read_bytes(uri))
+    return digest.hexdigest()
+
+
 def reduce_features(
     output_uri: str,
     k: int | None = None,
-    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD,
+    variance_threshold: float = defaults.VARIANCE_THRESHOLD,
     spark: SparkSession | None = None,
 ) -> tuple[reduce.Reduction, dict]:
     """Fit scaler + PCA on ``<output_uri>/features``; write ``reduced/``, the model and the
@@ -201,62 +264,52 @@ def reduce_features(
     reduce.validate_threshold(variance_threshold)
     reduce.validate_k(k)
     spark = spark or get_spark()
-    out = output_uri
-    storage.recover_commits(spark, out)
-    report_uri = storage.join(out, REPORT_FILE)
+    out = OutputLayout(output_uri)
+    storage.recover_commits(spark, out.root)
     try:
-        stored = spark.read.parquet(spark_uri(out, FEATURES_DIR))
-        run_report = report.read_report(report_uri)
+        stored = spark.read.parquet(out.spark(layout.FEATURES))
+        # the report is written for people; the PCA adds its section to what extraction wrote
+        run_report = report.read_report(out.run_report)
     except (AnalysisException, FileNotFoundError):
         raise ingest.InputError(
-            f"no features under {storage.redact(out)}: run the feature extraction first"
+            f"no features under {storage.redact(out.root)}: run the feature extraction first"
         ) from None
     timings = run_report["timings_s"]
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        with staged(spark, out, REDUCED_DIR, MODEL_DIR) as staging:
-            reduced.write.mode("overwrite").parquet(spark_uri(staging, REDUCED_DIR))
-            reduction.model.write().overwrite().save(spark_uri(staging, MODEL_DIR))
+        with out.staged(spark, layout.REDUCED, layout.REDUCTION_MODEL) as staging:
+            reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
+            reduction.model.write().overwrite().save(staging.spark(layout.REDUCTION_MODEL))
         fig = plots.explained_variance_figure(
             reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
         )
-        storage.write_bytes(storage.join(out, FIGURE_FILE), plots.figure_png(fig), "image/png")
+        storage.write_bytes(out.path(layout.VARIANCE_FIGURE), plots.figure_png(fig), "image/png")
     report.add_reduction(
         run_report,
         reduction,
         outputs={
-            "reduced": storage.join(out, REDUCED_DIR),
-            "reduction_model": storage.join(out, MODEL_DIR),
-            "figure": storage.join(out, FIGURE_FILE),
+            "reduced": out.path(layout.REDUCED),
+            "reduction_model": out.path(layout.REDUCTION_MODEL),
+            "figure": out.path(layout.VARIANCE_FIGURE),
         },
     )
-    report.write_report(run_report, report_uri)
+    report.write_report(run_report, out.run_report)
     return reduction, run_report
 
 
-@contextmanager
-def staged(spark: SparkSession, out: str, *names: str) -> Iterator[str]:
-    """A staging folder of its own under ``out/_staging``: write the datasets ``names`` there;
-    when the block succeeds they are moved to ``out/<name>`` together, by a journaled commit
-    that a killed run's successor finishes (:func:`helpers.storage.commit_datasets`). When the
-    block fails, nothing is moved and the folder stays for inspection. Each step finishes a
-    killed predecessor's commit first (:func:`helpers.storage.recover_commits`)."""
-    staging = storage.join(out, STAGING_DIR, f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}")
-    yield staging
-    storage.commit_datasets(spark, staging, out, list(names))
-
-
-def _previous_features(spark: SparkSession, out: str, model_name: str) -> DataFrame | None:
-    """The last run's features, if they exist and came from the same model."""
+def _previous_features(spark: SparkSession, out: OutputLayout, manifest: dict) -> DataFrame | None:
+    """The last run's features, if they exist and were made the same way (same backbone,
+    weights and input size, by their manifest)."""
     try:
-        last = report.read_report(storage.join(out, REPORT_FILE))
-        previous = spark.read.parquet(spark_uri(out, FEATURES_DIR))
+        last = out.read_manifest()
+        previous = spark.read.parquet(out.spark(layout.FEATURES))
     except (AnalysisException, FileNotFoundError):
-        log.info("incremental: no previous features under %s; featurizing all", out)
+        log.info("incremental: no previous features under %s; featurizing all", out.root)
         return None
-    if last.get("model", {}).get("name") != model_name:
-        log.info("incremental: previous features come from another model; featurizing all")
+    same = ("backbone", "weights_sha256", "input_size")
+    if any(last.get(key) != manifest[key] for key in same):
+        log.info("incremental: previous features were made another way; featurizing all")
         return None
     return previous
 
@@ -281,7 +334,3 @@ def _split_by_change(images: DataFrame, previous: DataFrame) -> tuple[DataFrame,
     reused_keys = reused.select(*keys)
     todo = images.join(reused_keys, same_file(images, reused_keys), "left_anti")
     return todo, reused
-
-
-def spark_uri(base: str, name: str) -> str:
-    return storage.to_spark_uri(storage.join(base, name))

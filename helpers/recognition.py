@@ -19,15 +19,18 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import classify, clustering, ingest, maps, plots, reduce, report, storage
-from helpers.pipeline import FEATURES_DIR, REDUCED_DIR, REPORT_FILE, spark_uri, staged
-from helpers.recognize import RECOGNIZER_DIR
+from helpers import classify, clustering, defaults, ingest, maps, plots, reduce, report, storage
+from helpers.layout import (
+    CONFUSION_FIGURE,
+    FEATURES,
+    MAPS_FIGURE,
+    RECOGNITION_REPORT,
+    RECOGNIZER,
+    REDUCED,
+    OutputLayout,
+)
 
 log = logging.getLogger(__name__)
-
-RECOGNITION_REPORT = "recognition_report.json"
-CONFUSION_FIGURE = "confusion_matrix.png"
-MAPS_FIGURE = "maps.png"
 
 
 @dataclass
@@ -35,21 +38,21 @@ class RecognitionParams:
     """Settings of the recognition step; :meth:`validate` checks them before any work."""
 
     output_uri: str
-    classifier: str = "logistic_regression"
+    classifier: str = defaults.CLASSIFIER
     train_split: str = "Training"
     test_split: str = "Test"
     #: Used when the data has no Training/Test folders: a stratified split of all images.
-    test_fraction: float = 0.25
-    variance_threshold: float = reduce.DEFAULT_VARIANCE_THRESHOLD
+    test_fraction: float = defaults.TEST_FRACTION
+    variance_threshold: float = defaults.VARIANCE_THRESHOLD
     k: int | None = None
-    reg_param: float = 0.01
-    max_iter: int = 200
-    hidden_layers: tuple[int, ...] = (256,)
+    reg_param: float = defaults.REG_PARAM
+    max_iter: int = defaults.MAX_ITER
+    hidden_layers: tuple[int, ...] = defaults.HIDDEN_LAYERS
     #: KMeans: a fixed k, or a (low, high) range searched by silhouette; neither: one per label.
     n_clusters: int | None = None
     cluster_k_range: tuple[int, int] | None = None
-    map_points: int = 1000
-    seed: int = classify.DEFAULT_SEED
+    map_points: int = defaults.MAP_POINTS
+    seed: int = defaults.SEED
 
     def validate(self) -> RecognitionParams:
         classify.validate_classifier(self.classifier)
@@ -75,28 +78,28 @@ class RecognitionResult:
     report: dict
 
 
-def _read(spark: SparkSession, out: str, name: str, step: str) -> DataFrame:
+def _read(spark: SparkSession, out: OutputLayout, name: str, step: str) -> DataFrame:
     try:
-        return spark.read.parquet(spark_uri(out, name))
+        return spark.read.parquet(out.spark(name))
     except AnalysisException:
         raise ingest.InputError(
-            f"no {name}/ under {storage.redact(out)}: run {step} first"
+            f"no {name}/ under {storage.redact(out.root)}: run {step} first"
         ) from None
 
 
 def run_recognition(params: RecognitionParams, spark: SparkSession) -> RecognitionResult:
     """Train and evaluate the classifier, cluster, draw the maps; write every output."""
     params.validate()
-    out = params.output_uri
-    storage.recover_commits(spark, out)  # a killed run's commit is finished before any read
-    features = _read(spark, out, FEATURES_DIR, "the feature extraction (notebook 02)")
-    reduced = _read(spark, out, REDUCED_DIR, "the PCA (notebook 03)")
+    out = OutputLayout(params.output_uri)
+    storage.recover_commits(spark, out.root)  # a killed run's commit is finished before any read
+    features = _read(spark, out, FEATURES, "the feature extraction (notebook 02)")
+    reduced = _read(spark, out, REDUCED, "the PCA (notebook 03)")
     try:
-        features_model = report.read_report(storage.join(out, REPORT_FILE))["model"]
-    except (FileNotFoundError, KeyError):
+        manifest = out.read_manifest()
+    except FileNotFoundError:
         raise ingest.InputError(
-            f"no {REPORT_FILE} saying which model made the features under "
-            f"{storage.redact(out)}: run the feature extraction (notebook 02) first"
+            f"no manifest saying how the features under {storage.redact(out.root)} were made: "
+            "run the feature extraction (notebook 02) again"
         ) from None
     timings: dict[str, float] = {}
 
@@ -113,18 +116,17 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         max_iter=params.max_iter,
         hidden_layers=tuple(params.hidden_layers),
         seed=params.seed,
-        model_name=features_model["name"],
+        model_name=manifest["backbone"],
     )
-    weights_file = features_model.get("weights_file")
-    recognizer.settings["weights"] = features_model.get("weights")
-    recognizer.settings["weights_file"] = weights_file.rsplit("/", 1)[-1] if weights_file else None
-    with staged(spark, out, RECOGNIZER_DIR) as staging:
-        classify.save_recognizer(recognizer, storage.join(staging, RECOGNIZER_DIR))
+    recognizer.settings["weights"] = manifest.get("weights")
+    recognizer.settings["weights_file"] = manifest.get("weights_file")
+    with out.staged(spark, RECOGNIZER) as staging:
+        classify.save_recognizer(recognizer, staging.path(RECOGNIZER))
     timings["train"] = round(time.perf_counter() - started, 3)
 
     # Scored through the saved pipeline, as the app will use it.
     started = time.perf_counter()
-    saved = classify.load_pipeline(storage.join(out, RECOGNIZER_DIR))
+    saved = classify.load_pipeline(out.path(RECOGNIZER))
     scored = classify.predict(saved, test).select("label", classify.PREDICTED_COL).toPandas()
     evaluation = classify.evaluate(
         scored["label"], scored[classify.PREDICTED_COL], recognizer.labels
@@ -156,10 +158,10 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         MAPS_FIGURE: plots.maps_figure(points),
     }
     for name, fig in figures.items():
-        storage.write_bytes(storage.join(out, name), plots.figure_png(fig), "image/png")
+        storage.write_bytes(out.path(name), plots.figure_png(fig), "image/png")
 
     settings = asdict(params)
-    settings["output_uri"] = storage.redact(out)
+    settings["output_uri"] = storage.redact(out.root)
     result_report = {
         "parameters": settings,
         "split": {"how": split_how, "train_rows": n_train, "test_rows": evaluation["test_rows"]},
@@ -179,11 +181,11 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         "map_points": len(points),
         "timings_s": timings,
         "outputs": {
-            name: storage.redact(storage.join(out, name))
-            for name in (RECOGNIZER_DIR, CONFUSION_FIGURE, MAPS_FIGURE)
+            name: storage.redact(out.path(name))
+            for name in (RECOGNIZER, CONFUSION_FIGURE, MAPS_FIGURE)
         },
     }
-    report.write_report(result_report, storage.join(out, RECOGNITION_REPORT))
+    report.write_report(result_report, out.path(RECOGNITION_REPORT))
     log.info(
         "recognition: accuracy %.4f, macro-F1 %.4f, ARI %.4f",
         evaluation["accuracy"],

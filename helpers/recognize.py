@@ -20,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import images, inference, saved_pipeline, storage
+from helpers import defaults, images, inference, saved_pipeline, storage
 from helpers.models import get_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
-
-#: Where notebook 05 saves the recognizer under the output folder.
-RECOGNIZER_DIR = "recognizer"
 
 
 @dataclass
@@ -100,7 +97,7 @@ class PhotoRecognizer:
         return self.pipeline.labels
 
     def predict_bytes(
-        self, photos: list[tuple[str, bytes | None]], top: int = 3
+        self, photos: list[tuple[str, bytes | None]], top: int = defaults.TOP_LABELS
     ) -> list[Prediction]:
         """Answer ``(name, image bytes)`` pairs; bytes None means the file could not be read."""
         out = inference.featurize_batch(
@@ -119,7 +116,7 @@ class PhotoRecognizer:
             answers[row].probabilities = p
         return answers
 
-    def predict(self, photos: Iterable[str], top: int = 3) -> list[Prediction]:
+    def predict(self, photos: Iterable[str], top: int = defaults.TOP_LABELS) -> list[Prediction]:
         """Answer photo paths or URIs (folders are expanded to their images), in order."""
         if top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
@@ -140,7 +137,7 @@ class PhotoRecognizer:
 def predict(
     photos: Iterable[str],
     recognizer_uri: str,
-    top: int = 3,
+    top: int = defaults.TOP_LABELS,
     weights: str | None = "imagenet",
 ) -> list[Prediction]:
     """Load a recognizer and answer photos once (for many calls keep a PhotoRecognizer)."""

@@ -19,9 +19,10 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from helpers import defaults
+
 log = logging.getLogger(__name__)
 
-DEFAULT_VARIANCE_THRESHOLD = 0.95
 
 #: Columns the saved models read and write (inside the pipeline; dropped from results).
 VECTOR_COL = "_features_vec"
@@ -136,7 +137,7 @@ def fit_reduction(
     df: DataFrame,
     features_col: str = "features",
     k: int | None = None,
-    variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
+    variance_threshold: float = defaults.VARIANCE_THRESHOLD,
 ) -> Reduction:
     """Fit StandardScaler(mean, std) + PCA on the non-null rows of ``features_col``.
 

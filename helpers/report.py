@@ -32,7 +32,7 @@ def extraction_report(
     n_images = sum(c["images"] for c in counts)
     n_ok = sum(c["ok"] for c in counts)
     featurize_s = timings.get("featurize") or 0.0
-    settings = asdict(params)
+    settings = {k: v for k, v in asdict(params).items() if not k.startswith("_")}
     for key in ("input_uri", "output_uri", "weights"):
         if settings.get(key):
             settings[key] = storage.redact(settings[key])

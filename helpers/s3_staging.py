@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import storage
+from helpers import defaults, storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGION = "eu-west-3"  # Paris: an EU region, as our data stays in the EU
 MD5_METADATA = "md5"
 
 
@@ -50,7 +49,7 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def ensure_bucket(bucket: str, region: str = DEFAULT_REGION, client=None) -> dict:
+def ensure_bucket(bucket: str, region: str = defaults.REGION, client=None) -> dict:
     """Create ``bucket`` in ``region`` if missing; block public access; default encryption.
 
     Returns the bucket's public-access-block and encryption settings as S3 reports them.

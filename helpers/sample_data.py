@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from helpers import defaults
+
 SIZE = 100
 SPLITS = {"Training": 16, "Test": 6}
 
@@ -105,7 +107,7 @@ def draw_fruit(style: FruitStyle, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def write_sample(target: str | Path, seed: int = 360) -> list[Path]:
+def write_sample(target: str | Path, seed: int = defaults.SEED) -> list[Path]:
     """Write the dataset under ``target``; return the files written, sorted."""
     target = Path(target)
     written = []

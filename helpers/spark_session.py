@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from helpers import defaults
+
 log = logging.getLogger(__name__)
 
-DEFAULT_APP_NAME = "fruits-pipeline"
 
 # Applications started by get_spark (not by a notebook kernel or EMR), which we may stop.
 _OWNED_APPS: set[str] = set()
@@ -45,7 +46,7 @@ LOCAL_CONF: dict[str, str] = {
 
 def get_spark(
     master: str | None = None,
-    app_name: str = DEFAULT_APP_NAME,
+    app_name: str = defaults.APP_NAME,
     conf: dict[str, str] | None = None,
     event_log_dir: str | None = None,
 ) -> SparkSession:
@@ -85,7 +86,7 @@ def get_spark(
         # counts as missing), so make it first.
         storage.ensure_folder(event_log_dir)
         settings["spark.eventLog.enabled"] = "true"
-        settings["spark.eventLog.dir"] = storage.to_spark_uri(event_log_dir)
+        settings["spark.eventLog.dir"] = storage.to_uri(event_log_dir)
         # One plain JSON-lines file per application, readable by helpers.monitoring
         # (Spark 4 otherwise writes rolling zstd files).
         settings["spark.eventLog.compress"] = "false"

@@ -51,16 +51,22 @@ def local_path(uri: str) -> Path:
 
 
 def to_spark_uri(uri: str) -> str:
-    """What to hand to Spark: absolute ``file:`` URIs for local paths, other URIs unchanged.
+    """What to hand to Spark's readers and writers: ``file:/absolute path`` for local paths,
+    other URIs unchanged.
 
-    An absolute URI keeps a relative path from being resolved against the executors'
-    working directory on a cluster.
+    Absolute, so that a relative path is not resolved against an executor's working folder;
+    not percent-encoded, because Hadoop's ``Path`` encodes the string it is given itself (an
+    encoded ``%20`` would become a folder named ``%20``). Spark settings parsed as a URI
+    (``spark.eventLog.dir``) take :func:`to_uri` instead.
     """
-    if scheme(uri) == "":
-        return Path(uri).expanduser().resolve().as_uri()
-    if scheme(uri) == "file":
-        return local_path(uri).resolve().as_uri()
+    if is_local(uri):
+        return "file:" + local_path(uri).resolve().as_posix()
     return uri
+
+
+def to_uri(uri: str) -> str:
+    """A proper URI: ``file:///...`` (percent-encoded) for local paths, others unchanged."""
+    return local_path(uri).resolve().as_uri() if is_local(uri) else uri
 
 
 def join(uri: str, *parts: str) -> str:

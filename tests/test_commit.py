@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from helpers import ingest, pipeline, storage
+from helpers.layout import OutputLayout
 
 pytestmark = pytest.mark.spark
 
@@ -27,8 +28,8 @@ def _runs(spark, uri: str) -> list[str]:
 def _interrupted(spark, tmp_path, phase: str):
     """An output whose commit of run 'new' stopped at ``phase``."""
     out = tmp_path / "out"
-    with pipeline.staged(spark, str(out), "data") as staging:
-        _write(spark, storage.join(staging, "data"), "old", 3)
+    with OutputLayout(str(out)).staged(spark, "data") as staging:
+        _write(spark, staging.path("data"), "old", 3)
     staging = out / "_staging" / "123-abcdef01"
     _write(spark, str(staging / "data"), "new", 6)
     journal = {"datasets": [[str(staging / "data"), str(out / "data")]], "cleared": [], "moved": []}
@@ -68,10 +69,10 @@ def test_the_next_step_finishes_the_interrupted_commit_before_it_reads(spark, tm
 
 def test_a_failed_block_moves_nothing(spark, tmp_path):
     out = tmp_path / "out"
-    with pipeline.staged(spark, str(out), "data") as staging:
-        _write(spark, storage.join(staging, "data"), "old", 2)
-    with pytest.raises(RuntimeError), pipeline.staged(spark, str(out), "data") as staging:
-        _write(spark, storage.join(staging, "data"), "new", 2)
+    with OutputLayout(str(out)).staged(spark, "data") as staging:
+        _write(spark, staging.path("data"), "old", 2)
+    with pytest.raises(RuntimeError), OutputLayout(str(out)).staged(spark, "data") as staging:
+        _write(spark, staging.path("data"), "new", 2)
         raise RuntimeError("the run failed before its commit")
     assert _runs(spark, out / "data") == ["old"]
     assert storage.recover_commits(spark, str(out)) == 0  # no journal: left for inspection
@@ -79,13 +80,13 @@ def test_a_failed_block_moves_nothing(spark, tmp_path):
 
 def test_a_commit_of_a_dataset_never_written_touches_nothing(spark, tmp_path):
     out = tmp_path / "out"
-    with pipeline.staged(spark, str(out), "data") as staging:
-        _write(spark, storage.join(staging, "data"), "old", 2)
+    with OutputLayout(str(out)).staged(spark, "data") as staging:
+        _write(spark, staging.path("data"), "old", 2)
     with (
         pytest.raises(OSError, match="nothing to commit"),
-        pipeline.staged(spark, str(out), "data", "model") as staging,
+        OutputLayout(str(out)).staged(spark, "data", "model") as staging,
     ):
-        _write(spark, storage.join(staging, "data"), "new", 2)
+        _write(spark, staging.path("data"), "new", 2)
     assert _runs(spark, out / "data") == ["old"]
     assert storage.recover_commits(spark, str(out)) == 0
 
@@ -106,3 +107,14 @@ def test_a_relative_output_is_recovered_from_another_folder(spark, tmp_path, mon
     assert storage.recover_commits(spark, str(tmp_path / "out")) == 1
     assert _runs(spark, tmp_path / "out" / "data") == ["new"]
     assert not (elsewhere / "out").exists()
+
+
+def test_an_output_folder_with_spaces_percent_and_accents(spark, tmp_path):
+    """Spark's paths and the project's own files name the same folders (no ``%20`` twins)."""
+    out = tmp_path / "My Photos 100% été"
+    for label in ("old", "new"):
+        with OutputLayout(str(out)).staged(spark, "data") as staging:
+            _write(spark, staging.path("data"), label, 2)
+    assert _runs(spark, out / "data") == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["My Photos 100% été"]
+    assert sorted(p.name for p in out.iterdir()) == ["_staging", "data"]

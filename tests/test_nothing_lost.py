@@ -65,8 +65,12 @@ def test_hostile_corpus_on_a_local_disk(spark, tmp_path, mobilenet_weights, monk
         return summary
 
     monkeypatch.setattr(inputs, "write_listing", listing_then_changes)
+    scans = []
+    scan = inputs.scan
+    monkeypatch.setattr(inputs, "scan", lambda *a, **k: scans.append(a) or scan(*a, **k))
     out = tmp_path / "out"
     result = pipeline.run(RunParams(str(root), str(out), weights=mobilenet_weights, k=3), spark)
+    assert len(scans) == 1  # the input is listed once per run
 
     listing = spark.read.parquet(str(out / "listing")).toPandas()
     features = spark.read.parquet(str(out / "features")).toPandas()

@@ -1,6 +1,7 @@
 """Reruns: a failed run leaves the previous output intact; incremental runs featurize only
 what changed and drop what was deleted."""
 
+import json
 import os
 import shutil
 
@@ -67,3 +68,10 @@ def test_incremental_run_featurizes_only_new_and_changed_images(
     third = pipeline.run(params, spark)  # nothing changed: nothing goes through the model
     assert third.report["images"]["featurized_this_run"] == 0
     assert len(_features(spark, out)) == 13
+
+    manifest = json.loads((out / "features" / "_manifest.json").read_text())
+    assert manifest["backbone"] == "mobilenet_v2" and len(manifest["weights_sha256"]) == 64
+    assert manifest["input_size"] == [224, 224] and manifest["precision"] == "float32"
+    # other weights under the same model name: the manifest says so, nothing is reused
+    other = RunParams(str(small_real_set), str(out), k=3, incremental=True, weights="random")
+    assert pipeline.run(other, spark).report["images"]["featurized_this_run"] == 13

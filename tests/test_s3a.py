@@ -138,13 +138,13 @@ def test_incremental_rerun_on_s3(s3a, s3a_chain):
 KILL_PROBE = textwrap.dedent(
     """
     import sys, time
-    from helpers import pipeline
+    from helpers.layout import OutputLayout
     from helpers.spark_session import get_spark
     out, label, files = sys.argv[1], sys.argv[2], int(sys.argv[3])
     spark = get_spark("local[2]")
     frame = spark.range(files * 10).selectExpr("id", f"'{label}' AS run").repartition(files)
-    with pipeline.staged(spark, out, "data") as staging:
-        frame.write.parquet(pipeline.spark_uri(staging, "data"))
+    with OutputLayout(out).staged(spark, "data") as staging:
+        frame.write.parquet(staging.spark("data"))
         print("COMMITTING", flush=True)
     print("COMMITTED", flush=True)
     """

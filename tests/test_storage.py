@@ -22,8 +22,10 @@ def test_scheme(uri, expected):
 def test_local_paths_become_absolute_file_uris(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = storage.to_spark_uri("data sample/Training")
-    assert uri == (tmp_path / "data sample" / "Training").as_uri()
+    assert uri == "file:" + (tmp_path / "data sample" / "Training").as_posix()
+    assert storage.to_spark_uri(uri) == uri
     assert storage.to_spark_uri("s3://bucket/prefix") == "s3://bucket/prefix"
+    assert storage.to_uri("data sample") == (tmp_path / "data sample").as_uri()
 
 
 def test_join():

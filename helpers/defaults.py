@@ -1,0 +1,36 @@
+"""Every default the project has, in one place: the command line, the parameter dataclasses and
+the notebooks' parameters cells read them from here (a test checks the notebooks agree).
+
+Plain values only, so that importing this module costs nothing (no Spark, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+#: CNN backbone (a key of :data:`helpers.models.BACKBONES`) and its weights.
+MODEL_NAME = "mobilenet_v2"
+WEIGHTS = "imagenet"
+#: Images per model call inside a Spark worker.
+BATCH_SIZE = 64
+#: PCA keeps the smallest k whose explained variance reaches this share.
+VARIANCE_THRESHOLD = 0.95
+#: Share of images set apart for testing when the input has no Training/Test folders.
+TEST_FRACTION = 0.25
+#: Seed of every random choice (sampling, splits, classifier, clusters, t-SNE): reruns repeat.
+SEED = 360
+#: Classifier of the recognizer.
+CLASSIFIER = "logistic_regression"
+CLASSIFIERS = ("logistic_regression", "mlp")
+#: Logistic regression: L2 strength and iterations; MLP: hidden layer sizes.
+REG_PARAM = 0.01
+MAX_ITER = 200
+HIDDEN_LAYERS = (256,)
+#: Labels per photo answered by ``predict``.
+TOP_LABELS = 3
+#: Points drawn on the 2-D maps (stratified sample).
+MAP_POINTS = 1000
+#: AWS region of new buckets and clusters: Paris, an EU region, as the data stays in the EU.
+REGION = "eu-west-3"
+#: Parallel S3 transfers of the ``s3`` commands.
+S3_WORKERS = 8
+#: Spark application name of sessions the project builds.
+APP_NAME = "fruits-pipeline"
