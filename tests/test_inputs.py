@@ -271,3 +271,47 @@ def test_s3_uris_keep_odd_keys():
     assert storage.split_s3("s3a://b/a:b/c+d.jpg") == ("b", "a:b/c+d.jpg")
     assert storage.local_path("file:/a b/100% #1?.jpg") == Path("/a b/100% #1?.jpg")
     assert storage.local_path("file:///a%20b/x.jpg") == Path("/a b/x.jpg")
+
+
+def test_s3_listing_and_reading(aws_local):
+    """The S3 side against the local S3 server: prefixes with or without '/', one object as
+    the input, folder markers, a missing bucket, an object gone after listing."""
+    import boto3
+
+    client = boto3.client("s3")
+    client.create_bucket(
+        Bucket="fruits-in", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
+    )
+    keys = {
+        "in/Training/Apple/IMG 12:30.jpg": mk.rgb_jpeg(),
+        "in/Training/Apple/notes.txt": b"x",
+        "in/Training/Empty/": b"",
+        "in/Training/Kiwi_$folder$": b"",
+        "in/top.jpg": mk.rgb_jpeg(),
+        "inside-not/x.jpg": mk.rgb_jpeg(),  # shares the prefix "in" but not the folder
+    }
+    for key, body in keys.items():
+        client.put_object(Bucket="fruits-in", Key=key, Body=body)
+
+    for uri in ("s3://fruits-in/in", "s3://fruits-in/in/"):
+        summary = inputs.ListingSummary(uri)
+        entries = {e.path: e for e in inputs.scan(uri, summary)}
+        assert set(entries) == {f"s3://fruits-in/{k}" for k in keys if k.startswith("in/")}
+        apple = entries["s3://fruits-in/in/Training/Apple/IMG 12:30.jpg"]
+        assert (apple.label, apple.split, apple.ignored) == ("Apple", "Training", None)
+        assert entries["s3://fruits-in/in/top.jpg"].label == "in"
+        assert entries["s3://fruits-in/in/Training/Empty/"].ignored.startswith("S3 folder marker")
+        assert entries["s3://fruits-in/in/Training/Kiwi_$folder$"].ignored.startswith("marker")
+        assert (summary.found, summary.to_read, summary.ignored) == (5, 2, 3)
+        assert summary.empty_folders == ["s3://fruits-in/in/Training/Empty/"]
+
+    (one,) = inputs.scan("s3a://fruits-in/in/Training/Apple/IMG 12:30.jpg")
+    assert (one.path, one.label) == ("s3a://fruits-in/in/Training/Apple/IMG 12:30.jpg", "Apple")
+    assert inputs.read_file(one.path) == keys["in/Training/Apple/IMG 12:30.jpg"]
+    client.delete_object(Bucket="fruits-in", Key="in/Training/Apple/IMG 12:30.jpg")
+    with pytest.raises(inputs.ReadError, match="object vanished"):
+        inputs.read_file(one.path)
+    with pytest.raises(inputs.InputError, match="input not found: s3://no-such-bucket-3/x"):
+        list(inputs.scan("s3://no-such-bucket-3/x"))
+    with pytest.raises(inputs.InputError, match="no files under s3://fruits-in/nothing"):
+        inputs.write_listing("s3://fruits-in/nothing", "s3://fruits-in/listing")
