@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from tests import imagefactory as mk
@@ -154,3 +155,31 @@ def independent_count(root: Path) -> int:
         count += sum(1 for d in dirs if os.path.islink(os.path.join(_folder, d)))
         count += sum(1 for d in dirs if d.lower().endswith((".jpg", ".jpeg", ".png")))
     return count
+
+
+def outcomes(listing: pd.DataFrame, features: pd.DataFrame, prefix: str) -> dict:
+    """Each entry's outcome from a run's outputs, by path below the input."""
+    read = dict(zip(features["path"], features["error"]))
+    out = {}
+    for row in listing.itertuples():
+        name = row.path[len(prefix) :]
+        if row.ignored is not None:
+            out[name] = ("ignored", row.ignored)
+        elif row.error is not None:
+            out[name] = ("failed", row.error)
+        elif row.path in read:
+            error = read[row.path]
+            out[name] = ("featurized", None) if error is None else ("failed", error)
+        else:
+            out[name] = ("lost", None)
+    return out
+
+
+def check(expected: dict, got: dict) -> None:
+    assert set(got) == set(expected), set(got) ^ set(expected)
+    wrong = {
+        name: got[name]
+        for name, (outcome, reason) in expected.items()
+        if got[name][0] != outcome or (reason and not got[name][1].startswith(reason))
+    }
+    assert not wrong, wrong

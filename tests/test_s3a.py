@@ -2,13 +2,15 @@
 against a local S3 server (moto's server mode on loopback), configured the way a user would:
 ``spark-defaults.conf`` in ``SPARK_CONF_DIR``, credentials from the standard chain.
 
-Covers binaryFile ingestion from ``s3a://``, every output of ``run`` and ``recognize`` in the
-bucket, event logs under a prefix that did not exist, an incremental rerun, and a run killed in
-the middle of its commit (rename on S3 is copy + delete).
+Covers the chain from and to ``s3a://`` (listing with boto3, images read by the workers, outputs
+through S3A), every output of ``run`` and ``recognize`` in the bucket, event logs under a prefix
+that did not exist, an incremental rerun, a run killed in the middle of its commit (rename on S3
+is copy + delete), and the hostile corpus of ``tests/hostile.py`` with S3's own odd objects.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -18,10 +20,11 @@ import textwrap
 import time
 
 import boto3
+import pandas as pd
 import pytest
 
-from helpers import s3_staging
-from tests import emr_box
+from helpers import inputs, s3_staging
+from tests import emr_box, hostile
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.s3a, pytest.mark.spark]
@@ -211,3 +214,91 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     assert "ROWS 400 ['new']" in done.stdout
     assert len([k for k in _keys(client, "kill/data/") if k.endswith(".parquet")]) == 40
     assert not [k for k in _keys(client, "kill/_staging/") if not k.endswith("/")]
+
+
+# --------------------------------------------------------------------------- S3
+
+#: Objects only S3 has: folder markers of consoles and old Hadoop connectors, odd key characters.
+S3_ONLY = {
+    "Training/Apple/console folder/": (b"", ("ignored", "S3 folder marker")),
+    "Training/Apple/hadoop folder_$folder$": (b"", ("ignored", "marker file")),
+    "Training/Apple/2024-06-01T12:30:00+02:00.jpg": (None, hostile.FEATURIZED),
+    "Training/Empty class/": (b"", ("ignored", "S3 folder marker")),
+}
+
+
+def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
+    client = s3a["client"]
+    prefix = "hostile/in/"
+    good = hostile.files()["top level.jpg"][0]
+    expected = {}
+    for name, (data, outcome) in {**hostile.files(), **S3_ONLY}.items():
+        if "\n" in name:
+            continue  # the local S3 server refuses keys with a line break (S3 accepts them)
+        body = data if data is not None else good
+        client.put_object(Bucket=BUCKET, Key=prefix + name, Body=body)
+        expected[name] = outcome
+    for name, outcome in hostile.CHANGED.items():
+        client.put_object(Bucket=BUCKET, Key=prefix + name, Body=good)
+        expected[name] = outcome
+    expected["Training/Apple/deleted after listing.jpg"] = ("failed", "object vanished")
+    found_independently = len(_keys(client, prefix))
+
+    # the CLI, with the input changed between listing and reading
+    script = tmp_path / "run_with_changes.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            import boto3
+            from helpers import cli, inputs
+            from tests import hostile
+
+            listed = inputs.write_listing
+            client = boto3.client("s3")
+            bucket, prefix = {BUCKET!r}, {prefix!r}
+
+            def listing_then_changes(input_uri, listing_uri):
+                summary = listed(input_uri, listing_uri)
+                hostile.after_listing(
+                    write=lambda n, d: client.put_object(Bucket=bucket, Key=prefix + n, Body=d),
+                    delete=lambda n: client.delete_object(Bucket=bucket, Key=prefix + n),
+                )
+                return summary
+
+            inputs.write_listing = listing_then_changes
+            sys.exit(cli.main(sys.argv[1:]))
+            """
+        )
+    )
+    out = f"s3a://{BUCKET}/hostile/out"
+    done = subprocess.run(
+        [sys.executable, str(script), "run", "--input", f"s3a://{BUCKET}/{prefix}",
+         "--output", out, "--weights", s3a["weights"], "--k", "3"],
+        env=s3a["env"], capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+
+    def parquet(name: str) -> pd.DataFrame:
+        keys = [k for k in _keys(client, f"hostile/out/{name}/") if k.endswith(".parquet")]
+        frames = [
+            pd.read_parquet(io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read()))
+            for k in keys
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    listing, features = parquet("listing"), parquet("features")
+    hostile.check(expected, hostile.outcomes(listing, features, f"s3a://{BUCKET}/{prefix}"))
+    report = json.loads(
+        client.get_object(Bucket=BUCKET, Key="hostile/out/run_report.json")["Body"].read()
+    )
+    files = report["files"]
+    assert files["found"] == found_independently == len(listing)
+    assert files["found"] == files["featurized"] + files["failed"] + files["ignored"]
+    assert summary["files"] == inputs.reconciliation_line(files)
+    assert [p.rsplit("/in/", 1)[1] for p in files["empty_folders"]["listed"]] == [
+        "Training/Apple/console folder/",  # a console's "create folder", never filled
+        "Training/Empty class/",
+    ]
