@@ -12,7 +12,7 @@ from helpers import inputs, pipeline
 from helpers.pipeline import RunParams
 from tests import hostile
 
-pytestmark = [pytest.mark.spark]
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def test_hostile_corpus_on_a_local_disk(spark, tmp_path, mobilenet_weights, monkeypatch):

@@ -46,7 +46,7 @@ SCENARIO = textwrap.dedent(
             "spark.ui.enabled": "false", "spark.executor.cores": "1",
             "spark.executor.memory": "2g", "spark.task.maxFailures": "4"})
         images = ingest.list_images(
-            spark, str(data), str(tmp_path / "listing"), num_partitions=12
+            spark, str(data), out + ".listing", num_partitions=12
         ).images
         killer = threading.Thread(target=kill_one_executor, args=(spark,))
         killer.start()
