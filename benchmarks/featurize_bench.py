@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from helpers import config, featurize, images, inference, ingest, reduce
+from helpers import config, defaults, featurize, images, inference, ingest, reduce
 from helpers.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
-BATCH = featurize.DEFAULT_BATCH_SIZE
+BATCH = defaults.BATCH_SIZE
 
 
 def make_dataset(target: Path, size: int, sample: Path) -> Path:
@@ -123,7 +123,8 @@ def spark_run(dataset: Path, output: Path, master: str, conf: dict | None = None
 def executors_run(dataset: Path, output: Path, size: int) -> list[dict]:
     """The same featurization on a standalone cluster (2 workers x 1 core on 127.0.0.1),
     with 1 then 2 executors."""
-    from helpers.standalone import standalone_cluster
+    sys.path.insert(0, str(config.PROJECT_ROOT))  # the tests' cluster helper, from a clone
+    from tests.standalone import standalone_cluster
 
     results = []
     with standalone_cluster(workers=2, cores_per_worker=1) as (master, _):

@@ -20,7 +20,7 @@ SCENARIO = textwrap.dedent(
     from helpers import featurize, inference, ingest
     from helpers.models import get_backbone, resolve_weights
     from helpers.spark_session import get_spark
-    from helpers.standalone import standalone_cluster
+    from tests.standalone import standalone_cluster
 
     data, out = Path(sys.argv[1]), sys.argv[2]
     killed = []
