@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 CLASSIFIERS = defaults.CLASSIFIERS
 LABEL_INDEX_COL = "_label_index"
 PREDICTED_COL = "predicted_label"
-#: Seed of the stratified split and of the MLP's initial weights.
 
 
 @dataclass

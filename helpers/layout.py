@@ -9,7 +9,7 @@ names themselves, so a renamed folder is renamed here only.
   features/                 one row per image read; features/_manifest.json says how they were made
   reduced/  reduction_model/  explained_variance.png
   recognizer/  recognition_report.json  confusion_matrix.png  maps.png
-  run_report.json           what the run did (written for people; no step reads it back)
+  run_report.json           what the run did, for people (the PCA step adds its section)
   spark-events/             event logs of local runs
   notebooks/                executed notebooks and their metrics
   _staging/                 datasets being written (see :func:`OutputLayout.staged`)

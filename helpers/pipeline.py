@@ -44,7 +44,7 @@ from helpers.spark_session import get_spark
 
 log = logging.getLogger(__name__)
 
-_UNRESOLVED = object()
+_UNRESOLVED = object()  # RunParams' weight file before it is looked up
 
 #: Failed files listed one by one in the report (all are counted; all stay in features/).
 MAX_LISTED_FAILURES = 1000
@@ -66,11 +66,9 @@ class RunParams:
     #: Featurize only images new or changed since the last run (same path, size and
     #: modification time are reused from the previous features/); deleted images drop out.
     incremental: bool = False
-    _weights_file: str | None | object = field(default=None, init=False, repr=False)
-    _valid: bool = field(default=False, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._weights_file = _UNRESOLVED
+    _weights_file: str | None | object = field(
+        default=_UNRESOLVED, init=False, repr=False, compare=False
+    )
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
@@ -85,7 +83,6 @@ class RunParams:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         inputs.check_input_uri(self.input_uri)
         self.weights_file()
-        self._valid = True
         return self
 
     def weights_file(self) -> str | None:
@@ -150,8 +147,7 @@ class Extraction:
 def extract_features(params: RunParams, spark: SparkSession | None = None) -> Extraction:
     """List, decode and featurize the images; write ``listing/``, ``features/`` (with its
     manifest) and start the run report."""
-    if not params._valid:  # the command line and notebooks validate at their edge
-        params.validate()
+    params.validate()  # cheap when the caller validated already: the weights are looked up once
     weights_path = params.weights_file()
     spark = spark or get_spark()
     out = OutputLayout(params.output_uri)
