@@ -15,10 +15,10 @@ ARGS ?=
 setup: $(VENV)/.installed
 
 # Reinstall only when the dependency list changes.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]" -e tools
 	touch $@
 
 # The main job: notebooks 01-05 headless (papermill); executed copies in $(OUTPUT)/notebooks.
@@ -31,8 +31,8 @@ run-cli: setup
 	$(BIN)/python -m helpers recognize --output "$(OUTPUT)"
 
 lint: setup
-	$(BIN)/ruff check helpers tests benchmarks
-	$(BIN)/ruff format --check helpers tests benchmarks
+	$(BIN)/ruff check helpers tools tests benchmarks
+	$(BIN)/ruff format --check helpers tools tests benchmarks
 
 # What the EMR rehearsal needs, fetched once per machine into ~/.cache/fruits: jars from Maven
 # Central (S3A connector, YARN minicluster) and EMR's Spark 3.5.6 (pyspark's sdist, from PyPI).
@@ -57,7 +57,7 @@ bench: setup
 	$(BIN)/python benchmarks/featurize_bench.py $(ARGS)
 
 sample: setup
-	$(BIN)/python -m helpers make-sample --output data_sample
+	$(BIN)/python -m fruits_tools make-sample --output data_sample
 
 # After changing a notebook: run them all, then keep only the outputs nbval compares.
 notebooks-refresh: setup

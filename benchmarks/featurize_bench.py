@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from helpers import config, defaults, featurize, images, inference, ingest, reduce
-from helpers.models import get_backbone, resolve_weights
+from helpers import config, defaults
+from helpers.chain import featurize, images, inference, ingest, reduce
+from helpers.chain.models import get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
 BATCH = defaults.BATCH_SIZE

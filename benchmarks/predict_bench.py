@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from helpers import config  # noqa: E402
 from helpers.layout import RECOGNIZER  # noqa: E402
-from helpers.recognize import PhotoRecognizer, expand_photos  # noqa: E402
+from helpers.recognition.recognize import PhotoRecognizer, expand_photos  # noqa: E402
 
 
 def main() -> None:

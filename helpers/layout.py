@@ -9,7 +9,8 @@ names themselves, so a renamed folder is renamed here only.
   features/                 one row per image read; features/_manifest.json says how they were made
   reduced/  reduction_model/  explained_variance.png
   recognizer/  recognition_report.json  confusion_matrix.png  maps.png
-  run_report.json           what the run did, for people (the PCA step adds its section)
+  run_report.json           what the extraction did, for people (written, never read back)
+  pca_report.json           what the PCA did: k, explained variance, timings
   spark-events/             event logs of local runs
   notebooks/                executed notebooks and their metrics
   _staging/                 datasets being written (see :func:`OutputLayout.staged`)
@@ -33,6 +34,7 @@ REDUCED = "reduced"
 REDUCTION_MODEL = "reduction_model"
 VARIANCE_FIGURE = "explained_variance.png"
 RUN_REPORT = "run_report.json"
+PCA_REPORT = "pca_report.json"
 RECOGNIZER = "recognizer"
 RECOGNITION_REPORT = "recognition_report.json"
 CONFUSION_FIGURE = "confusion_matrix.png"
@@ -72,6 +74,10 @@ class OutputLayout:
         return self.path(RUN_REPORT)
 
     @property
+    def pca_report(self) -> str:
+        return self.path(PCA_REPORT)
+
+    @property
     def spark_events(self) -> str:
         return self.path(SPARK_EVENTS)
 
@@ -81,7 +87,7 @@ class OutputLayout:
         return self.spark_events if storage.is_local(self.root) else None
 
     @contextmanager
-    def staged(self, spark, *names: str) -> Iterator[OutputLayout]:
+    def staged(self, *names: str) -> Iterator[OutputLayout]:
         """A staging folder of its own under ``_staging``: write the datasets ``names`` into
         the layout it yields; when the block succeeds they are moved to the output together,
         by a journaled commit that a killed run's successor finishes
@@ -90,7 +96,7 @@ class OutputLayout:
         run = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
         staging = OutputLayout(self.path(STAGING, run))
         yield staging
-        storage.commit_datasets(spark, staging.root, self.root, list(names))
+        storage.commit_datasets(staging.root, self.root, list(names))
 
     def write_manifest(self, manifest: dict) -> None:
         """Write the features' manifest (inside ``features/``, so it moves with them)."""
@@ -98,7 +104,7 @@ class OutputLayout:
         storage.write_bytes(self.path(FEATURES, MANIFEST), data, "application/json")
 
     def read_manifest(self) -> dict:
-        """How the features were made (see :func:`helpers.pipeline.features_manifest`).
+        """How the features were made (see :func:`helpers.chain.pipeline.features_manifest`).
 
         Raises:
             FileNotFoundError: no features, or features written before manifests existed.

@@ -87,7 +87,7 @@ def get_spark(
         storage.ensure_folder(event_log_dir)
         settings["spark.eventLog.enabled"] = "true"
         settings["spark.eventLog.dir"] = storage.to_uri(event_log_dir)
-        # One plain JSON-lines file per application, readable by helpers.monitoring
+        # One plain JSON-lines file per application, readable by helpers.observe.monitoring
         # (Spark 4 otherwise writes rolling zstd files).
         settings["spark.eventLog.compress"] = "false"
         settings["spark.eventLog.rolling.enabled"] = "false"

@@ -1,8 +1,9 @@
 """URIs and small-file I/O for local paths and S3.
 
 Spark reads and writes the datasets itself (``file://`` locally, ``s3://`` through EMRFS on EMR,
-``s3a://`` elsewhere). The small side files of a run (report, figure) are written here: plain
-files locally, boto3 for S3 using the standard AWS credential chain (IAM role on EMR).
+``s3a://`` elsewhere). The small side files of a run (report, figure) are written here, and
+staged datasets are moved into place here (:func:`commit_datasets`): plain files locally, boto3
+for S3 using the standard AWS credential chain (IAM role on EMR).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import json
 import logging
 import os
 import re
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -217,12 +222,20 @@ def read_bytes(uri: str) -> bytes:
 STAGING_DIR = "_staging"
 #: A staged write's journal, in its staging folder: which datasets move where, how far it got.
 COMMIT_JOURNAL = "_commit.json"
+#: EMRFS (EMR's S3 file system) marks a folder ``a/b`` with an empty object ``a/b_$folder$``.
+FOLDER_MARKER = "_$folder$"
+
+# S3 objects are moved this many at a time: copied, then deleted in one DeleteObjects request
+# (at most 1000 keys), so a move killed half-way copies again at most one batch.
+_S3_BATCH = 1000
+# Copies are server-side; a few in flight hide the latency of each request.
+_S3_COPY_THREADS = 16
 
 
-def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None:
+def commit_datasets(staging_dir: str, out: str, names: list[str]) -> None:
     """Move completely written datasets ``staging_dir/<name>`` to ``out/<name>``.
 
-    Rename is atomic on a local disk or HDFS, but on S3 it is a copy of every object then a
+    A rename is atomic on a local disk, but on S3 a move is a copy of every object then a
     delete, so a process killed half-way would leave a dataset that mixes old and new files, or
     half of one. So the move is journaled and rolled forward:
 
@@ -235,76 +248,210 @@ def commit_datasets(spark, staging_dir: str, out: str, names: list[str]) -> None
     A run killed anywhere in 2 leaves the journal; :func:`recover_commits` (called by every
     pipeline step before it reads or writes) finishes the move. Old and new files are never
     mixed in one dataset, and every dataset of one commit ends up from the same run.
+
+    Needs no Spark: files are moved with ``os``/``shutil`` locally, with boto3 on S3.
     """
     datasets = [[_absolute(join(staging_dir, n)), _absolute(join(out, n))] for n in names]
-    fs, path = _hadoop_fs(spark, out)
-    missing = [s for s, _ in datasets if not fs.exists(path(to_spark_uri(s)))]
+    missing = [s for s, _ in datasets if not _exists(s)]
     if missing:  # checked before anything is touched: the previous datasets stay
         raise OSError(f"nothing to commit at {', '.join(redact(m) for m in missing)}")
     journal = {"datasets": datasets, "cleared": [], "moved": []}
     _write_journal(join(staging_dir, COMMIT_JOURNAL), journal)
-    _finish_commit(spark, join(staging_dir, COMMIT_JOURNAL), journal)
+    _finish_commit(join(staging_dir, COMMIT_JOURNAL), journal)
 
 
-def recover_commits(spark, out: str) -> int:
+def recover_commits(out: str) -> int:
     """Finish the journaled commits a killed run left under ``out/_staging``; return how many."""
-    fs, path = _hadoop_fs(spark, out)
-    # the wildcard joined after the URI is made: a file: URI would percent-encode it
-    pattern = path(to_spark_uri(out).rstrip("/") + f"/{STAGING_DIR}/*/{COMMIT_JOURNAL}")
-    statuses = fs.globStatus(pattern) or []
-    for status in statuses:
-        # rebuilt from ``out`` and the run folder's name: Hadoop's own form of the path may be
-        # encoded differently (spaces, non-ASCII) from the URIs made here
-        uri = join(out, STAGING_DIR, status.getPath().getParent().getName(), COMMIT_JOURNAL)
+    runs = _journaled_runs(out)
+    for run in runs:
+        uri = join(out, STAGING_DIR, run, COMMIT_JOURNAL)
         logging.getLogger(__name__).warning("finishing the interrupted commit %s", redact(uri))
-        _finish_commit(spark, uri, json.loads(read_bytes(uri)))
-    return len(statuses)
+        _finish_commit(uri, json.loads(read_bytes(uri)))
+    return len(runs)
 
 
-def _finish_commit(spark, journal_uri: str, journal: dict) -> None:
-    fs, path = _hadoop_fs(spark, journal_uri)
+def _journaled_runs(out: str) -> list[str]:
+    """Names of the run folders under ``out/_staging`` that hold a journal."""
+    staging = join(out, STAGING_DIR)
+    if is_s3(staging):
+        bucket, prefix, _ = _s3_folder(staging)
+        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
+        runs = []
+        # one level only: the staged datasets under each run folder may be many objects
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                if _s3_has(bucket, common["Prefix"] + COMMIT_JOURNAL):
+                    runs.append(common["Prefix"][len(prefix) :].rstrip("/"))
+        return runs
+    return sorted(p.parent.name for p in local_path(staging).glob(f"*/{COMMIT_JOURNAL}"))
+
+
+def _finish_commit(journal_uri: str, journal: dict) -> None:
+    """Roll the journaled commit forward from the last phase it records (idempotent)."""
     for staging_uri, final_uri in journal["datasets"]:
-        source, target = path(to_spark_uri(staging_uri)), path(to_spark_uri(final_uri))
         if final_uri not in journal["cleared"]:
-            if fs.exists(target) and not fs.delete(target, True):
-                raise OSError(f"could not delete the previous {redact(final_uri)}")
+            with _reported(f"could not delete the previous {redact(final_uri)}"):
+                _delete_tree(final_uri)
             journal["cleared"].append(final_uri)
             _write_journal(journal_uri, journal)
         if final_uri not in journal["moved"]:
-            if not fs.exists(target):
-                fs.mkdirs(target.getParent())
-                if not fs.rename(source, target):
-                    raise OSError(f"could not move {redact(staging_uri)} to {redact(final_uri)}")
-            elif fs.exists(source):
-                # an object-store rename stopped half-way: move what is left, file by file
-                _move_files(fs, path, source, target)
+            with _reported(f"could not move {redact(staging_uri)} to {redact(final_uri)}"):
+                _move_tree(staging_uri, final_uri)
             journal["moved"].append(final_uri)
             _write_journal(journal_uri, journal)
-    journal_path = path(to_spark_uri(journal_uri))
-    fs.delete(journal_path, False)
-    fs.delete(journal_path.getParent(), True)
+    with _reported(f"could not remove the finished journal {redact(journal_uri)}"):
+        _delete_file(journal_uri)
+    folder = journal_uri[: -len(COMMIT_JOURNAL)].rstrip("/" + os.sep)
+    try:
+        _delete_tree(folder)
+    except Exception as err:  # the commit is complete once its journal is gone: only a warning
+        logging.getLogger(__name__).warning("could not remove %s: %s", redact(folder), err)
 
 
-def _move_files(fs, path, source, target) -> None:
-    base = source.toUri().getPath().rstrip("/") + "/"
-    files = fs.listFiles(source, True)
-    while files.hasNext():
-        src = files.next().getPath()
-        relative = src.toUri().getPath()[len(base) :]
-        dest = path(target, relative)
-        if fs.exists(dest):
-            fs.delete(dest, False)
-        fs.mkdirs(dest.getParent())
-        if not fs.rename(src, dest):
-            raise OSError(f"could not move {src.toString()} to {dest.toString()}")
-    fs.delete(source, True)
+@contextmanager
+def _reported(message: str) -> Iterator[None]:
+    """Turn a file-system or S3 failure inside into one ``OSError`` line: message and cause."""
+    try:
+        yield
+    except OSError as err:
+        raise OSError(f"{message}: {_one_line(err)}") from err
+    except Exception as err:
+        # imported only once something failed: a local commit never loads boto3
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(err, (Boto3Error, BotoCoreError, ClientError)):
+            raise
+        raise OSError(f"{message}: {_one_line(err)}") from err
 
 
-def _hadoop_fs(spark, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path
-    fs = path(to_spark_uri(uri)).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return fs, path
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _exists(uri: str) -> bool:
+    """A folder (or file) at ``uri``; on S3, an object under ``uri/`` or its EMRFS marker."""
+    if is_s3(uri):
+        bucket, prefix, marker = _s3_folder(uri)
+        listed = cached_s3_client(bucket).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        return bool(listed.get("KeyCount")) or _s3_has(bucket, marker)
+    return local_path(uri).exists()
+
+
+def _delete_file(uri: str) -> None:
+    """Delete one file or object; nothing to do when it is already gone."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3_delete(bucket, [key])
+    else:
+        local_path(uri).unlink(missing_ok=True)
+
+
+def _delete_tree(uri: str) -> None:
+    """Delete a folder and everything in it; on S3 also its EMRFS marker. Missing is fine."""
+    if is_s3(uri):
+        bucket, prefix, marker = _s3_folder(uri)
+        keys = _s3_keys(bucket, prefix)
+        _s3_delete(bucket, keys + [marker] if _s3_has(bucket, marker) else keys)
+        return
+    path = local_path(uri)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _move_tree(source: str, target: str) -> None:
+    """Move the folder ``source`` to ``target``, which is missing or holds part of it (a move
+    that stopped half-way): what is left in ``source`` is moved in, file by file."""
+    if is_s3(source) or is_s3(target):
+        _s3_move(source, target)
+        return
+    src, dst = local_path(source), local_path(target)
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    if not src.exists():
+        return  # moved, but killed before the journal said so
+    for path in sorted(p for p in src.rglob("*") if not p.is_dir()):
+        dest = dst / path.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    shutil.rmtree(src)
+
+
+def _s3_folder(uri: str) -> tuple[str, str, str]:
+    """``s3://b/a/x`` -> bucket ``b``, key prefix ``a/x/`` and EMRFS marker key ``a/x_$folder$``.
+
+    The trailing ``/`` keeps a sibling sharing the name's start (``a/x2/``) out of the folder.
+    """
+    bucket, key = split_s3(uri)
+    key = key.rstrip("/")
+    if not key:
+        raise ValueError(f"not a folder under a bucket: {redact(uri)}")
+    return bucket, key + "/", key + FOLDER_MARKER
+
+
+def _s3_keys(bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix``, all pages."""
+    pages = cached_s3_client(bucket).get_paginator("list_objects_v2").paginate
+    return [
+        o["Key"] for page in pages(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])
+    ]
+
+
+def _s3_has(bucket: str, key: str) -> bool:
+    """One object exists (a listing, not HEAD: no error to catch when it is missing)."""
+    listed = cached_s3_client(bucket).list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(o["Key"] == key for o in listed.get("Contents", []))
+
+
+def _s3_delete(bucket: str, keys: list[str]) -> None:
+    """Delete ``keys`` in requests of at most 1000, S3's limit; deleting a missing key is fine."""
+    client = cached_s3_client(bucket)
+    for start in range(0, len(keys), _S3_BATCH):
+        batch = [{"Key": key} for key in keys[start : start + _S3_BATCH]]
+        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        # DeleteObjects answers 200 even when some keys were refused
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise OSError(
+                f"{len(response['Errors'])} objects not deleted "
+                f"({first.get('Code')}: {first.get('Message')})"
+            )
+
+
+def _s3_move(source: str, target: str) -> None:
+    """Move every object under ``source/`` to the same key under ``target/``, with the
+    dataset's EMRFS marker (``source_$folder$`` becomes ``target_$folder$``).
+
+    Batch by batch, each copied then deleted, so a move that stopped half-way is finished by
+    moving what is left: an object copied but not yet deleted is copied again, over itself.
+    """
+    src_bucket, src_prefix, src_marker = _s3_folder(source)
+    dst_bucket, dst_prefix, dst_marker = _s3_folder(target)
+    moves = [(key, dst_prefix + key[len(src_prefix) :]) for key in _s3_keys(src_bucket, src_prefix)]
+    if _s3_has(src_bucket, src_marker):
+        moves.append((src_marker, dst_marker))  # last: the folder is marked once it is full
+    # both clients made here, not in the threads: boto3 does not make clients thread-safely
+    clients = (cached_s3_client(src_bucket), cached_s3_client(dst_bucket))
+    with ThreadPoolExecutor(max_workers=_S3_COPY_THREADS) as pool:
+        for start in range(0, len(moves), _S3_BATCH):
+            batch = moves[start : start + _S3_BATCH]
+            copies = [
+                pool.submit(_s3_copy, *clients, src_bucket, k, dst_bucket, d) for k, d in batch
+            ]
+            for copy in copies:
+                copy.result()  # every copy of the batch done before any of its sources goes
+            _s3_delete(src_bucket, [key for key, _ in batch])
+
+
+def _s3_copy(source_client, client, src_bucket: str, key: str, dst_bucket: str, dest: str) -> None:
+    """Copy one object inside S3 (the managed copy goes multipart for big objects: a single
+    CopyObject stops at 5 GB)."""
+    copy_source = {"Bucket": src_bucket, "Key": key}
+    client.copy(copy_source, dst_bucket, dest, SourceClient=source_client)
 
 
 def _absolute(uri: str) -> str:

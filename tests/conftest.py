@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from helpers import config
-from helpers.models import get_backbone, resolve_weights
+from helpers.chain.models import get_backbone, resolve_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +62,8 @@ def spark(tmp_path_factory):
 
 def featurize_to_pandas(spark, folder: Path, weights: str, model_name: str = "mobilenet_v2"):
     """Features of every image under ``folder`` computed through Spark, as a pandas frame."""
-    from helpers.featurize import add_features
-    from helpers.ingest import list_images
+    from helpers.chain.featurize import add_features
+    from helpers.chain.ingest import list_images
 
     listing = tempfile.mkdtemp(prefix="listing-")
     images = list_images(spark, str(folder), listing).images

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REHEARSAL = ROOT / "emr" / "rehearsal"
 CACHE = Path(os.environ.get("FRUITS_CACHE_DIR", Path.home() / ".cache" / "fruits"))
-#: EMR 7.13's Spark; keep in step with helpers.emr.DEFAULT_RELEASE (a test checks).
+#: EMR 7.13's Spark; keep in step with fruits_tools.emr.DEFAULT_RELEASE (a test checks).
 EMR_SPARK_VERSION = "3.5.6"
 #: Hadoop 3.x on Java 17 needs these opened (Guice and Jetty reflect into java.base).
 JAVA_OPENS = [
@@ -267,7 +267,7 @@ def emr_conf_dir(
     itself, since the minicluster's NodeManager runs no Spark shuffle service (EMR's do); and
     executors sized for 2 cores.
     """
-    from helpers.emr import ClusterSpec, render_configurations
+    from fruits_tools.emr import ClusterSpec, render_configurations
 
     event_log_dir.mkdir(parents=True, exist_ok=True)
     defaults = {

@@ -11,84 +11,121 @@ from pathlib import Path
 
 import pytest
 
+from fruits_tools import cli as tools_cli
 from helpers import cli, defaults
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "helpers"
+TOOLS = ROOT / "tools" / "fruits_tools"
 
 #: Modules that run where Spark is absent (the app, ``predict``, the decoding inside workers):
 #: they must not import pyspark, even inside a function.
 SPARK_FREE = {
-    "config", "defaults", "storage", "images", "inputs", "models", "inference", "recognize",
-    "saved_pipeline", "report", "layout", "plots", "maps_math",
+    "config", "defaults", "storage", "layout", "chain.images", "chain.inputs", "chain.models",
+    "chain.inference", "chain.report", "recognition.recognize", "recognition.arrays",
+    "observe.plots",
 }  # fmt: skip
-#: module -> modules it must not import (directly or inside functions)
+CORE = {"config", "defaults", "storage", "layout", "spark_session"}
+#: module (or package, ending in ".") -> modules or packages it must not import
 FORBIDDEN = {
-    "recognition": {"pipeline", "cli", "notebooks"},
-    "pipeline": {"cli", "notebooks", "recognition"},
-    "layout": {"pipeline", "recognition", "cli", "notebooks"},
-    "storage": {"pipeline", "layout", "ingest", "inputs", "cli"},
-    "inputs": {"pipeline", "ingest", "featurize", "cli"},
-    "images": {"storage", "inputs", "models", "inference"},
+    **{core: {"chain.", "recognition.", "observe.", "cli", "notebooks"} for core in CORE},
+    "chain.": {"recognition.", "cli", "notebooks"},
+    "recognition.": {"chain.pipeline", "cli", "notebooks"},
+    "observe.": {"chain.", "recognition.", "cli", "notebooks"},
+    "chain.inputs": {"chain.pipeline", "chain.ingest", "chain.featurize"},
+    "chain.images": {"storage", "chain.inputs", "chain.models", "chain.inference"},
 }
 
 
-def _imports(module: str) -> set[str]:
-    """Every module a helpers module imports, anywhere in its code (top level or lazily)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in its code (top level or lazily); names imported
+    from a package count as modules of it (``from helpers.chain import ingest``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
-            if node.module == "helpers":
-                found.update(f"helpers.{alias.name}" for alias in node.names)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
-def _modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+def _modules() -> dict[str, Path]:
+    """``chain.pipeline`` -> its file, for every module of the runtime package."""
+    return {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts): p
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p.stem != "__init__"
+    }
 
 
-@pytest.mark.parametrize("module", sorted(SPARK_FREE & set(_modules())))
+def _matches(module: str, rule: str) -> bool:
+    return module.startswith(rule) if rule.endswith(".") else module == rule
+
+
+def _helpers_imports(module: str) -> set[str]:
+    return {
+        m.removeprefix("helpers.") for m in _imports(_modules()[module]) if m.startswith("helpers.")
+    }
+
+
+def test_the_package_shows_its_parts():
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == {
+        "chain", "recognition", "observe",
+    }  # fmt: skip
+    assert set(SPARK_FREE) <= set(_modules())
+
+
+@pytest.mark.parametrize("module", sorted(SPARK_FREE))
 def test_spark_free_modules_import_no_spark(module):
-    spark = {m for m in _imports(module) if m.split(".")[0] == "pyspark"}
+    spark = {m for m in _imports(_modules()[module]) if m.split(".")[0] == "pyspark"}
     assert not spark, f"{module} imports {spark}"
 
 
-@pytest.mark.parametrize("module", sorted(FORBIDDEN))
+@pytest.mark.parametrize("module", sorted(_modules()))
 def test_imports_flow_one_way(module):
-    imported = {m.removeprefix("helpers.") for m in _imports(module) if m.startswith("helpers.")}
-    assert not imported & FORBIDDEN[module]
+    imported = _helpers_imports(module)
+    for rule, forbidden in FORBIDDEN.items():
+        if _matches(module, rule):
+            bad = {m for m in imported for f in forbidden if _matches(m, f) and m != module}
+            assert not bad, f"{module} imports {bad}"
 
 
 def test_nothing_imports_the_command_line():
     for module in _modules():
         if module not in ("__main__", "cli"):
-            assert "helpers.cli" not in _imports(module), module
+            assert "cli" not in _helpers_imports(module), module
+
+
+def test_the_runtime_never_imports_the_tooling():
+    for module, path in _modules().items():
+        tooling = {m for m in _imports(path) if m.split(".")[0] == "fruits_tools"}
+        assert not tooling, f"{module} imports {tooling}"
 
 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["predict", "no-such-photo.jpg", "--recognizer", "no-such-recognizer"],
-        ["emr", "create", "--bucket", "fruits-example", "--dry-run"],
-        ["s3", "ls"],
+        ["helpers", "predict", "no-such-photo.jpg", "--recognizer", "no-such-recognizer"],
+        ["fruits_tools", "emr", "create", "--bucket", "fruits-example", "--dry-run"],
+        ["fruits_tools", "s3", "ls"],
     ],
 )
 def test_spark_free_commands_start_no_spark(argv):
     """Run in a fresh process: whatever the command answers, pyspark stays unimported."""
+    package, *args = argv
     code = (
         "import sys, json\n"
-        "from helpers import cli\n"
-        f"code = cli.main({argv!r})\n"
+        f"from {package} import cli\n"
+        f"code = cli.main({args!r})\n"
         "print(json.dumps({'pyspark': 'pyspark' in sys.modules,"
         " 'tensorflow': 'tensorflow' in sys.modules}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(ROOT),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
+             "PYTHONPATH": f"{ROOT}:{ROOT / 'tools'}",
              "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
              "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
     )  # fmt: skip
@@ -136,4 +173,51 @@ def test_command_line_defaults_are_the_defaults():
         defaults.TEST_FRACTION,
     )
     assert parser.parse_args(["predict", "x.jpg"]).top == defaults.TOP_LABELS
-    assert parser.parse_args(["s3", "ls"]).region == defaults.REGION
+    tools = tools_cli.build_parser()
+    assert tools.parse_args(["s3", "ls"]).region == defaults.REGION
+    assert tools.parse_args(["emr", "create", "--bucket", "b"]).region == defaults.REGION
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    """The runtime wheel (what EMR nodes install) and the tooling wheel, built from the clone."""
+    out = tmp_path_factory.mktemp("wheels")
+    for project in (ROOT, ROOT / "tools"):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+             "-w", str(out), str(project)],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    return {w.name.split("-")[0]: w for w in out.glob("*.whl")}
+
+
+def test_the_runtime_wheel_holds_the_pipeline_only(wheels):
+    import zipfile
+
+    names = zipfile.ZipFile(wheels["fruits_helpers"]).namelist()
+    assert "helpers/chain/pipeline.py" in names and "helpers/recognition/recognize.py" in names
+    assert not [n for n in names if n.startswith(("fruits_tools/", "tests/"))]
+    assert not [n for n in names if n.rsplit("/", 1)[-1] in {"emr.py", "s3_staging.py"}]
+
+
+def test_the_tooling_works_from_its_installed_wheels_without_a_clone(wheels, tmp_path):
+    """Both wheels unpacked in a folder outside the clone: the launcher still finds the
+    bootstrap, configurations, policy and notebooks it stages (its dry run prints them)."""
+    import zipfile
+
+    site = tmp_path / "site"
+    for wheel in wheels.values():
+        zipfile.ZipFile(wheel).extractall(site)
+    assert (site / "fruits_tools" / "_assets" / "emr" / "bootstrap.sh").is_file()
+    assert not (site / "fruits_tools" / "_assets" / "emr" / "bootstrap.sh").is_symlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "fruits_tools", "emr", "stage", "--bucket", "fruits-example",
+         "--wheel", str(wheels["fruits_helpers"]), "--dry-run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(site)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    staged = done.stdout
+    for name in ("bootstrap.sh", "run_pipeline.py", "05_recognition.ipynb", "fruits_helpers-"):
+        assert name in staged, staged
+    assert str(ROOT) not in staged  # nothing read from the clone

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers.reduce import choose_k, validate_threshold
+from helpers.chain.reduce import choose_k, validate_threshold
 
 
 @pytest.mark.parametrize(

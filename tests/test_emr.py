@@ -15,7 +15,7 @@ import pytest
 import tomllib
 from botocore.validate import ParamValidator
 
-from helpers import emr, s3_staging
+from fruits_tools import emr, s3_staging
 from tests.conftest import ROOT
 
 SPEC = emr.ClusterSpec(bucket="fruits-bucket", task_count=2)
@@ -63,7 +63,7 @@ def test_step_requests_match_the_emr_service_model(mode):
 
 def test_dry_run_prints_exactly_the_requests():
     done = subprocess.run(
-        [sys.executable, "-m", "helpers", "emr", "create", "--bucket", "fruits-bucket",
+        [sys.executable, "-m", "fruits_tools", "emr", "create", "--bucket", "fruits-bucket",
          "--task-count", "2", "--dry-run"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -17,7 +17,8 @@ import textwrap
 import boto3
 import pytest
 
-from helpers import emr, s3_staging, spark_session, storage
+from fruits_tools import emr, s3_staging
+from helpers import spark_session, storage
 from tests.conftest import ROOT
 
 PROBE = textwrap.dedent(
@@ -44,6 +45,7 @@ def _master_line(stdout: str) -> str:
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_spark_submit_master_is_kept(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
@@ -57,6 +59,7 @@ def test_spark_submit_master_is_kept(tmp_path):
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_spark_defaults_master_is_kept_for_a_plain_python_process(tmp_path):
     defaults = "spark.master   local[1]\nspark.ui.enabled false\n"
     (tmp_path / "spark-defaults.conf").write_text(defaults)
@@ -124,7 +127,7 @@ def test_make_bucket_whatever_the_profile_region(aws_local, monkeypatch, profile
 def test_make_bucket_command_line_in_another_region(aws_local, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     done = subprocess.run(
-        [sys.executable, "-m", "helpers", "s3", "make-bucket", "fruits-cli-paris",
+        [sys.executable, "-m", "fruits_tools", "s3", "make-bucket", "fruits-cli-paris",
          "--region", "eu-west-3"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 - the bootstrap action executed into a prefix before Spark exists there, then EMR 7.13's
   Spark 3.5.6 installed where EMR puts it;
-- the exact ``run`` and ``recognize`` steps that ``helpers.emr`` builds, submitted with
+- the exact ``run`` and ``recognize`` steps that ``fruits_tools.emr`` builds, submitted with
   spark-submit in YARN cluster deploy mode to a real ResourceManager + NodeManager on loopback,
   with ``spark-defaults.conf`` rendered from ``emr/configurations.json``;
 - their features, k and accuracy against the local Spark 4 environment;
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import emr
+from fruits_tools import emr
 from tests import emr_box
 from tests.conftest import ROOT
 
@@ -240,7 +240,7 @@ def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
         np.stack(a.loc[readable, "features"].to_numpy()) - np.stack(b.loc[readable, "features"])
     ).max()
     assert diff <= 1e-4, diff
-    reports = [json.loads((o / "run_report.json").read_text()) for o in (emr_out, local_out)]
+    reports = [json.loads((o / "pca_report.json").read_text()) for o in (emr_out, local_out)]
     assert reports[0]["pca"]["k"] == reports[1]["pca"]["k"]
     scores = [
         json.loads((o / "recognition_report.json").read_text())["classifier"]
@@ -258,7 +258,10 @@ def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
                 "max_feature_diff": float(diff),
                 "k": reports[0]["pca"]["k"],
                 "accuracy": [s["accuracy"] for s in scores],
-                "spark": [r.get("spark_version") for r in reports],
+                "spark": [
+                    json.loads((o / "run_report.json").read_text()).get("spark_version")
+                    for o in (emr_out, local_out)
+                ],
             }
         )  # fmt: skip
     )

@@ -4,13 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import images, storage
-from helpers.inference import featurize_batch, load_inference_fn
-from helpers.models import build_model, get_backbone
+from helpers import storage
+from helpers.chain import images
+from helpers.chain.inference import featurize_batch, load_inference_fn
+from helpers.chain.models import build_model, get_backbone
 from tests import imagefactory as mk
 from tests.conftest import feature_matrix
 
-pytestmark = pytest.mark.spark
+# the 960 real images featurized through Spark: the full suite's, not the fast tier's
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 MOBILENET = get_backbone("mobilenet_v2")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import inputs, storage
+from helpers import storage
+from helpers.chain import inputs
 from tests import hostile
 from tests import imagefactory as mk
 from tests.conftest import ROOT
@@ -246,7 +247,7 @@ def test_a_large_jpeg_is_decoded_in_bounded_memory(tmp_path):
     script = textwrap.dedent(
         f"""
         import resource
-        from helpers import images, inputs
+        from helpers.chain import images, inputs
         data = inputs.read_file({"file:" + photo.as_posix()!r})
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         pixels = images.decode_rgb(data, (224, 224))

@@ -3,9 +3,10 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import config, models
-from helpers.inference import featurize_batch, load_inference_fn
-from helpers.models import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers import config
+from helpers.chain import models
+from helpers.chain.inference import featurize_batch, load_inference_fn
+from helpers.chain.models import WeightsNotFoundError, get_backbone, resolve_weights
 from tests import imagefactory as mk
 
 MOBILENET = get_backbone("mobilenet_v2")

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from helpers import inputs, pipeline
-from helpers.pipeline import RunParams
+from helpers.chain import inputs, pipeline
+from helpers.chain.pipeline import RunParams
 from tests import hostile
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from helpers import pipeline
-from helpers.pipeline import RunParams
+from helpers.chain import pipeline
+from helpers.chain.pipeline import RunParams
 from tests import imagefactory as mk
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -59,7 +59,8 @@ def test_bad_inputs_get_a_row_each_and_good_ones_are_featurized(
     assert report["files"]["ignored"] == 1
     assert report["files"]["ignored_listed"][0]["path"].endswith("Odd/notes.txt")
     assert report["files"]["found"] == 18 + 1
-    assert report["pca"]["k"] == 3
+    assert result.pca_report["pca"]["k"] == 3
+    assert json.loads((out / "pca_report.json").read_text()) == result.pca_report
 
     reduced = spark.read.parquet(str(out / "reduced"))
     assert reduced.count() == 15
@@ -79,8 +80,10 @@ def test_rerun_overwrites_and_writes_every_output(spark, small_real_set, tmp_pat
     assert (out / "reduction_model" / "stages").is_dir()
     report = result.report
     assert report["images"]["labels"] == 2
-    assert report["pca"]["explained_variance"] >= 0.9
-    assert set(report["timings_s"]) == {"featurize", "inventory", "reduce", "total"}
+    assert result.pca_report["pca"]["explained_variance"] >= 0.9
+    assert result.pca_report["features"]["backbone"] == "mobilenet_v2"
+    assert set(report["timings_s"]) == {"featurize", "inventory"}
+    assert set(result.pca_report["timings_s"]) == {"reduce"} and result.seconds > 0
     assert report["throughput_images_per_s"] > 0
 
 

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from helpers import classify, clustering, maps, reduce, saved_pipeline
-from helpers.recognize import PhotoRecognizer
+from helpers.chain import reduce
+from helpers.recognition import arrays, classify, clustering, maps
+from helpers.recognition.recognize import PhotoRecognizer
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.spark
+# the 960 real images featurized through Spark: the full suite's, not the fast tier's
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_saved_pipeline_accuracy_on_held_out_images(saved_recognizer, spark_scor
     )
     assert len(spark_scores) == 240
     assert ev["accuracy"] >= 0.9 and ev["macro_f1"] >= 0.9
-    meta = json.loads((target / saved_pipeline.META_FILE).read_text())
+    meta = json.loads((target / arrays.META_FILE).read_text())
     assert meta["labels"] == sorted(meta["labels"]) and len(meta["labels"]) == 24
     assert meta["model_name"] == "mobilenet_v2" and meta["k"] == recognizer.k
 
@@ -108,9 +110,9 @@ def test_mlp_pipeline_read_without_spark_gives_sparks_probabilities(split, tmp_p
     )
     classify.save_recognizer(recognizer, str(tmp_path))
     scored = classify.predict(classify.load_pipeline(str(tmp_path)), test).toPandas()
-    loaded = saved_pipeline.load(tmp_path / saved_pipeline.PIPELINE_DIR)
+    loaded = arrays.RecognizerArrays.from_bytes((tmp_path / arrays.ARRAYS_FILE).read_bytes())
     ours = loaded.probabilities(np.stack(scored["features"].to_numpy()))
-    assert loaded.classifier == "mlp" and loaded.params["layers"] == [40, 16, 24]
+    assert [w.shape for w, _ in loaded.layers] == [(40, 16), (16, 24)]
     assert np.abs(ours - np.stack(scored["probability"].to_numpy())).max() < 1e-9
     assert [loaded.labels[i] for i in ours.argmax(axis=1)] == scored[
         classify.PREDICTED_COL
@@ -152,7 +154,7 @@ def test_kmeans_clusters_agree_with_labels(features_df):
 PREDICT_IN_PROCESS = textwrap.dedent(
     """
     import json, sys
-    from helpers.recognize import predict
+    from helpers.recognition.recognize import predict
     answers = predict(sys.argv[3:], sys.argv[1], weights=sys.argv[2])
     print(json.dumps({"spark_imported": any(m.startswith("pyspark") for m in sys.modules),
                       "answers": [a.as_dict() for a in answers]}))
@@ -256,8 +258,8 @@ def test_a_recognizer_trained_on_random_weight_features_is_refused(saved_recogni
     _, target = saved_recognizer
     copy = tmp_path / "recognizer"
     shutil.copytree(target, copy)
-    meta = json.loads((copy / saved_pipeline.META_FILE).read_text())
+    meta = json.loads((copy / arrays.META_FILE).read_text())
     meta["settings"]["weights"] = "random"
-    (copy / saved_pipeline.META_FILE).write_text(json.dumps(meta))
+    (copy / arrays.META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="randomly initialised"):
         PhotoRecognizer(str(copy))

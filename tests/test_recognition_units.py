@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from helpers import classify, clustering, maps, plots, saved_pipeline
+from helpers.observe import plots
+from helpers.recognition import arrays, classify, clustering, maps
 
 
 def _table(clusters, labels) -> pd.DataFrame:
@@ -43,29 +44,43 @@ def test_agreement_extremes():
         clustering.agreement(np.array([[1]]))
 
 
-def test_spark_matrix_and_vector_structs_decode():
-    dense = np.arange(6, dtype=float).reshape(2, 3)
-    col_major = {"type": 1, "numRows": 2, "numCols": 3, "colPtrs": None, "rowIndices": None,
-                 "values": dense.flatten(order="F").tolist(), "isTransposed": False}  # fmt: skip
-    row_major = {**col_major, "values": dense.flatten().tolist(), "isTransposed": True}
-    assert np.array_equal(saved_pipeline.matrix(col_major), dense)
-    assert np.array_equal(saved_pipeline.matrix(row_major), dense)
-    sparse = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]])
-    csc = {"type": 0, "numRows": 2, "numCols": 3, "colPtrs": [0, 1, 2, 3],
-           "rowIndices": [1, 0, 1], "values": [1.0, 2.0, 3.0], "isTransposed": False}  # fmt: skip
-    csr = {"type": 0, "numRows": 2, "numCols": 3, "colPtrs": [0, 1, 3],
-           "rowIndices": [1, 0, 2], "values": [2.0, 1.0, 3.0], "isTransposed": True}  # fmt: skip
-    assert np.array_equal(saved_pipeline.matrix(csc), sparse)
-    assert np.array_equal(saved_pipeline.matrix(csr), sparse)
-    assert np.array_equal(
-        saved_pipeline.vector({"type": 0, "size": 4, "indices": [1, 3], "values": [5.0, 6.0]}),
-        [0, 5, 0, 6],
+def _arrays(layers=((4, 3),), labels=("apple", "kiwi", "plum")) -> arrays.RecognizerArrays:
+    rng = np.random.default_rng(0)
+    return arrays.RecognizerArrays(
+        mean=rng.normal(size=6),
+        scale=rng.uniform(0.5, 2, size=6),
+        components=rng.normal(size=(6, 4)),
+        layers=[(rng.normal(size=shape), rng.normal(size=shape[1])) for shape in layers],
+        labels=list(labels),
     )
 
 
-def test_not_a_pipeline_is_refused_by_name(tmp_path):
-    with pytest.raises(saved_pipeline.UnsupportedPipeline, match="not a saved Spark ML pipeline"):
-        saved_pipeline.load(tmp_path)
+def test_recognizer_arrays_round_trip_and_give_probabilities():
+    model = _arrays(layers=((4, 5), (5, 3)))
+    data = model.to_bytes()
+    loaded = arrays.RecognizerArrays.from_bytes(data)
+    x = np.random.default_rng(1).normal(size=(7, 6))
+    p = loaded.probabilities(x)
+    np.testing.assert_array_equal(p, model.probabilities(x))
+    assert p.shape == (7, 3) and np.allclose(p.sum(axis=1), 1.0)
+    assert loaded.labels == ["apple", "kiwi", "plum"]
+    # the documented formula, written out
+    z = ((x - model.mean) * model.scale) @ model.components
+    hidden = arrays.sigmoid(z @ model.layers[0][0] + model.layers[0][1])
+    np.testing.assert_allclose(p, arrays.softmax(hidden @ model.layers[1][0] + model.layers[1][1]))
+    # an open format: plain .npy members, readable without pickle
+    names = set(np.load(__import__("io").BytesIO(data), allow_pickle=False).files)
+    assert names == {"mean", "scale", "components", "weight_0", "bias_0", "weight_1", "bias_1",
+                     "labels"}  # fmt: skip
+
+
+def test_arrays_that_do_not_chain_are_refused():
+    with pytest.raises(arrays.UnsupportedRecognizer, match="2 labels"):
+        _arrays(labels=("apple", "kiwi")).to_bytes()
+    with pytest.raises(arrays.UnsupportedRecognizer, match="do not chain"):
+        _arrays(layers=((5, 3),)).to_bytes()
+    with pytest.raises(arrays.UnsupportedRecognizer, match="not a recognizer"):
+        arrays.RecognizerArrays.from_bytes(b"not a zip")
 
 
 def test_evaluate_counts_unseen_labels_as_errors_and_lists_top_confusions():
@@ -116,7 +131,7 @@ def test_palette_colours_are_distinct_for_many_labels():
     ],
 )
 def test_recognition_parameters_are_checked_before_any_work(settings, message):
-    from helpers.recognition import RecognitionParams
+    from helpers.recognition.engine import RecognitionParams
 
     with pytest.raises(ValueError, match=re.escape(message)):
         RecognitionParams("output", **settings).validate()

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from pyspark.sql import types as T
 
-from helpers.reduce import choose_k, fit_reduction
+from helpers.chain.reduce import choose_k, fit_reduction
 from tests.conftest import feature_matrix
 
-pytestmark = pytest.mark.spark
+# the 960 real images featurized through Spark: the full suite's, not the fast tier's
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SCHEMA = T.StructType(
     [
@@ -59,7 +60,8 @@ def test_k_is_smallest_reaching_threshold(reduction_90, numpy_pca):
     assert cumulative[k - 1] >= 0.9 > cumulative[k - 2]
     assert reduction_90.explained_variance == pytest.approx(cumulative[k - 1], rel=1e-6)
     # the kept model really has k components
-    assert len(reduction_90.model.stages[-1].explainedVariance) == k
+    projection = reduction_90.model.stages[-1]
+    assert len(projection.getOrDefault(projection.explainedVariance)) == k
     for threshold in (0.5, 0.8, 0.95, 0.99):
         chosen = choose_k(reduction_90.explained_variance_ratio, threshold)
         assert cumulative[chosen - 1] >= threshold > cumulative[chosen - 2]
@@ -82,3 +84,18 @@ def test_projection_matches_numpy_up_to_sign(features_df, numpy_pca):
 def test_fixed_k_out_of_range_is_refused(features_df):
     with pytest.raises(ValueError, match="k must be between 1 and the feature size 1280"):
         fit_reduction(features_df, k=5000)
+
+
+def test_saved_reduction_projects_the_same_after_loading(features_df, tmp_path):
+    """Saved and loaded with Spark ML persistence (public APIs only): same numbers."""
+    from pyspark.ml import PipelineModel
+
+    from helpers.chain.reduce import project
+
+    reduction = fit_reduction(features_df, k=7)
+    reduction.model.write().overwrite().save(str(tmp_path / "model"))
+    loaded = PipelineModel.load(str(tmp_path / "model"))
+    assert [type(s).__name__ for s in loaded.stages] == ["StandardScalerModel", "Projection"]
+    before = np.stack(reduction.transform(features_df).orderBy("path").toPandas()["pca"])
+    after = np.stack(project(loaded, features_df).orderBy("path").toPandas()["pca"])
+    np.testing.assert_array_equal(before, after)

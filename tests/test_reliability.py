@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers import pipeline
-from helpers.pipeline import RunParams
+from helpers.chain import pipeline
+from helpers.chain.pipeline import RunParams
 from tests import imagefactory as mk
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import pipeline
-from helpers.pipeline import RunParams
+from helpers.chain import pipeline
+from helpers.chain.pipeline import RunParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

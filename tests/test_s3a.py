@@ -23,7 +23,8 @@ import boto3
 import pandas as pd
 import pytest
 
-from helpers import inputs, s3_staging
+from fruits_tools import s3_staging
+from helpers.chain import inputs
 from tests import emr_box, hostile
 from tests.conftest import ROOT
 
@@ -112,7 +113,9 @@ def test_chain_reads_and_writes_s3_through_s3a(s3a, s3a_chain):
     assert any(k.endswith(".parquet") for k in under("output/reduced/"))
     assert under("output/reduction_model/metadata/")
     assert under("output/recognizer/pipeline/") and "output/recognizer/recognizer.json" in keys
-    for name in ("run_report.json", "recognition_report.json", "explained_variance.png"):
+    written = ("run_report.json", "pca_report.json", "recognition_report.json",
+               "explained_variance.png", "recognizer/model.npz")  # fmt: skip
+    for name in written:
         assert f"output/{name}" in keys
     events = [k for k in under("logs/spark-events/") if "local-" in k]
     assert len(events) == 1  # the run's, under the prefix that was missing before it
@@ -141,12 +144,15 @@ def test_incremental_rerun_on_s3(s3a, s3a_chain):
 KILL_PROBE = textwrap.dedent(
     """
     import sys, time
+    from helpers import storage
     from helpers.layout import OutputLayout
     from helpers.spark_session import get_spark
     out, label, files = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # one copy at a time: the commit lasts long enough for the test to kill it half-way
+    storage._S3_COPY_THREADS = 1
     spark = get_spark("local[2]")
     frame = spark.range(files * 10).selectExpr("id", f"'{label}' AS run").repartition(files)
-    with OutputLayout(out).staged(spark, "data") as staging:
+    with OutputLayout(out).staged("data") as staging:
         frame.write.parquet(staging.spark("data"))
         print("COMMITTING", flush=True)
     print("COMMITTED", flush=True)
@@ -177,7 +183,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
         present = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
         arrived = present - old_files
         if arrived:
-            # the whole group at once: the JVM does the copying, and must not outlive Python
+            # the whole group at once: Spark's JVM must not outlive Python
             os.killpg(second.pid, signal.SIGKILL)
             second.wait()
             time.sleep(1)
@@ -200,7 +206,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
         from helpers import storage
         from helpers.spark_session import get_spark
         spark = get_spark("local[1]")
-        print("RECOVERED", storage.recover_commits(spark, sys.argv[1]))
+        print("RECOVERED", storage.recover_commits(sys.argv[1]))
         frame = spark.read.parquet(sys.argv[1] + "/data")
         print("ROWS", frame.count(), sorted(r[0] for r in frame.select("run").distinct().collect()))
         """
@@ -251,7 +257,8 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
             f"""
             import sys
             import boto3
-            from helpers import cli, inputs
+            from helpers import cli
+            from helpers.chain import inputs
             from tests import hostile
 
             listed = inputs.write_listing

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from helpers import sample_data
+from fruits_tools import sample_data
 from tests.conftest import ROOT
 
 

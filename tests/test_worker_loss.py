@@ -17,8 +17,8 @@ SCENARIO = textwrap.dedent(
     import json, sys, threading, time
     from pathlib import Path
     import numpy as np, psutil
-    from helpers import featurize, inference, ingest
-    from helpers.models import get_backbone, resolve_weights
+    from helpers.chain import featurize, inference, ingest
+    from helpers.chain.models import get_backbone, resolve_weights
     from helpers.spark_session import get_spark
     from tests.standalone import standalone_cluster
 

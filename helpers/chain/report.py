@@ -1,7 +1,9 @@
-"""The run report: a JSON file next to the outputs that says what a run did.
+"""The reports: JSON files next to the outputs that say what a step did, for people.
 
-Feature extraction starts it; the PCA step adds its section. It never holds image bytes or
-credentials (URIs are redacted).
+Feature extraction writes ``run_report.json``, the PCA step ``pca_report.json``. They are
+written, never read back: what a later step must know about the features is in their manifest
+(:meth:`helpers.layout.OutputLayout.read_manifest`). No image bytes, no credentials (URIs are
+redacted).
 """
 
 from __future__ import annotations
@@ -70,25 +72,27 @@ def extraction_report(
     }
 
 
-def add_reduction(report: dict, reduction: Any, outputs: dict[str, str]) -> dict:
-    """Add the PCA section (k, variance, ratios) and its outputs to a report, in place."""
+def reduction_report(
+    reduction: Any, outputs: dict[str, str], timings: dict[str, float], features: dict
+) -> dict:
+    """The PCA step's report: k, variance, ratios, what features it reduced, its outputs."""
     kept = reduction.explained_variance_ratio[: reduction.k]
-    report["pca"] = {
-        "k": reduction.k,
-        "variance_threshold": reduction.variance_threshold,
-        "explained_variance": round(reduction.explained_variance, 6),
-        "explained_variance_ratio": [round(float(r), 8) for r in kept],
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "helpers_version": __version__,
+        "features": features,
+        "pca": {
+            "k": reduction.k,
+            "variance_threshold": reduction.variance_threshold,
+            "explained_variance": round(reduction.explained_variance, 6),
+            "explained_variance_ratio": [round(float(r), 8) for r in kept],
+        },
+        "timings_s": dict(timings),
+        "outputs": {name: storage.redact(uri) for name, uri in outputs.items()},
     }
-    report["outputs"].update({name: storage.redact(uri) for name, uri in outputs.items()})
-    return report
 
 
 def write_report(report: dict, uri: str) -> None:
     """Write the report as indented JSON to a local path or S3 URI."""
     data = json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")
     storage.write_bytes(uri, data, "application/json")
-
-
-def read_report(uri: str) -> dict:
-    """Read a report written by :func:`write_report`."""
-    return json.loads(storage.read_bytes(uri).decode("utf-8"))

@@ -2,7 +2,7 @@
 
 The weight file goes to the executors once (``SparkContext.addFile``); each Python worker
 builds the model once (module-level cache, ``spark.python.worker.reuse``), reads its files by
-path (:func:`helpers.inputs.read_file`: any name, local or S3) and streams batches through one
+path (:func:`helpers.chain.inputs.read_file`: any name, local or S3) and streams batches through one
 compiled ``tf.function``. Files that cannot be read or decoded become rows with
 ``features = null`` and an ``error`` reason.
 """
@@ -18,8 +18,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from helpers import defaults, inference, storage
-from helpers.models import Backbone, get_backbone, resolve_weights
+from helpers import defaults, storage
+from helpers.chain import inference
+from helpers.chain.models import Backbone, get_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ def add_features(
     """Add ``features`` (array<float>) and ``error`` (string) to listed images.
 
     Args:
-        images_df: rows with a ``path`` (as from :func:`helpers.ingest.list_images`).
-        model_name: a key of :data:`helpers.models.BACKBONES`.
+        images_df: rows with a ``path`` (as from :func:`helpers.chain.ingest.list_images`).
+        model_name: a key of :data:`helpers.chain.models.BACKBONES`.
         weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
         batch_size: images per model call inside a worker.
         tf_threads: TensorFlow threads per worker; default one task's cores.

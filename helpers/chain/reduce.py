@@ -1,23 +1,29 @@
 """Standardize then PCA with Spark ML, k fixed or chosen from explained variance.
 
-The fitted ``PipelineModel`` (StandardScaler + PCA) is saved with Spark ML persistence so new
-images can be projected into the same space later.
+The fitted ``PipelineModel`` (Spark's StandardScaler + :class:`Projection`, a pipeline stage
+holding the principal components) is saved with Spark ML persistence so new images can be
+projected into the same space later. Only public, version-stable Spark APIs are used: the
+components come from one NumPy pass over the data and live in a Python stage's parameters, so
+nothing depends on how a Spark release builds or stores its own ``PCAModel``.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.ml import PipelineModel
-from pyspark.ml.feature import PCAModel, StandardScaler
+from pyspark import keyword_only
+from pyspark.ml import PipelineModel, Transformer
+from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
-from pyspark.ml.linalg import DenseMatrix, DenseVector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
 
 from helpers import defaults
 
@@ -117,20 +123,67 @@ def standardized_covariance(
     return n, gram / max(n - 1, 1)
 
 
-def _pca_model(spark, components: np.ndarray, ratios: np.ndarray) -> PCAModel:
-    """A Spark ML PCAModel from principal components (d x k), saved and loaded like any other."""
-    from pyspark.ml.common import _py2java
+class Projection(
+    Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable
+):
+    """``outputCol = inputCol @ components``: vectors of size d onto k principal components.
 
-    sc = spark.sparkContext
-    dim, k = components.shape
-    java_model = sc._jvm.org.apache.spark.ml.feature.PCAModel(
-        f"PCAModel_{uuid.uuid4().hex[:12]}",
-        _py2java(sc, DenseMatrix(dim, k, components.flatten(order="F").tolist())),
-        _py2java(sc, DenseVector(ratios[:k].tolist())),
+    A pipeline stage of public Spark ML APIs (saved and loaded with its pipeline, in Spark 3.5
+    and 4.x alike); the product runs in the Python workers with NumPy, batch by batch.
+    """
+
+    components = Param(
+        Params._dummy(), "components", "d x k matrix, row-major", TypeConverters.toListFloat
     )
-    model = PCAModel(java_model)
-    model._set(k=k, inputCol=SCALED_COL, outputCol=PCA_COL)
-    return model
+    dim = Param(Params._dummy(), "dim", "input size d", TypeConverters.toInt)
+    explainedVariance = Param(
+        Params._dummy(),
+        "explainedVariance",
+        "explained-variance ratio of each kept component",
+        TypeConverters.toListFloat,
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        components: list[float] | None = None,
+        dim: int | None = None,
+        explainedVariance: list[float] | None = None,
+    ):
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    @classmethod
+    def of(cls, components: np.ndarray, ratios: np.ndarray) -> Projection:
+        """A stage for ``components`` (d x k) and their explained-variance ratios (k)."""
+        dim, k = components.shape
+        return cls(
+            inputCol=SCALED_COL,
+            outputCol=PCA_COL,
+            components=np.asarray(components, dtype=np.float64).ravel().tolist(),
+            dim=dim,
+            explainedVariance=np.asarray(ratios[:k], dtype=np.float64).tolist(),
+        )
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The components as a (d, k) array."""
+        dim = self.getOrDefault(self.dim)
+        return np.asarray(self.getOrDefault(self.components), dtype=np.float64).reshape(dim, -1)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        matrix = self.matrix
+
+        @pandas_udf("array<double>")
+        def project_batch(vectors: pd.Series) -> pd.Series:
+            if len(vectors) == 0:
+                return pd.Series([], dtype=object)
+            return pd.Series(list(np.stack(vectors.to_numpy()) @ matrix))
+
+        projected = project_batch(vector_to_array(F.col(self.getInputCol())))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(projected))
 
 
 def fit_reduction(
@@ -143,7 +196,7 @@ def fit_reduction(
 
     The scaler is Spark ML's; the principal components come from the eigendecomposition of the
     standardized covariance (:func:`standardized_covariance`, one distributed pass) and are
-    stored as a Spark ML ``PCAModel``, so ratios for every component are known before k is
+    kept in a :class:`Projection` stage, so ratios for every component are known before k is
     chosen and the data are read once, not once per candidate k.
 
     Args:
@@ -171,8 +224,8 @@ def fit_reduction(
     ratios = eigenvalues / eigenvalues.sum()
     chosen = int(k) if k is not None else choose_k(ratios, variance_threshold)
     log.info("PCA on %d rows: k=%d explains %.4f", n, chosen, ratios[:chosen].sum())
-    pca_model = _pca_model(df.sparkSession, eigenvectors[:, order[:chosen]], ratios)
-    model = PipelineModel(stages=[scaler_model, pca_model])
+    projection = Projection.of(eigenvectors[:, order[:chosen]], ratios)
+    model = PipelineModel(stages=[scaler_model, projection])
     return Reduction(model, chosen, ratios, None if k is not None else variance_threshold)
 
 
@@ -187,5 +240,5 @@ def project(
 
 
 def load_reduction_model(uri: str) -> PipelineModel:
-    """Load a scaler + PCA saved by :func:`helpers.pipeline.run`."""
+    """Load a scaler + PCA saved by :func:`helpers.chain.pipeline.run`."""
     return PipelineModel.load(uri)

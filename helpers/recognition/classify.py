@@ -7,7 +7,8 @@ rows only: the test rows never influence the model they are scored with.
 Saved layout (``save_recognizer``)::
 
     <uri>/pipeline/        Spark ML PipelineModel: StandardScaler, PCA, classifier, IndexToString
-    <uri>/recognizer.json  backbone, labels, classifier, k: what a reader needs besides the stages
+    <uri>/model.npz        the same model as plain arrays (:mod:`helpers.recognition.arrays`)
+    <uri>/recognizer.json  backbone, labels, classifier, k: what a reader needs besides the model
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from pyspark.ml import PipelineModel
-from pyspark.ml.classification import LogisticRegression, MultilayerPerceptronClassifier
+from pyspark.ml.classification import (
+    LogisticRegression,
+    LogisticRegressionModel,
+    MultilayerPerceptronClassifier,
+)
 from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from helpers import defaults, reduce, storage
-from helpers.saved_pipeline import META_FILE, PIPELINE_DIR
+from helpers import defaults, storage
+from helpers.chain import reduce
+from helpers.recognition.arrays import ARRAYS_FILE, META_FILE, PIPELINE_DIR, RecognizerArrays
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,7 @@ class Recognizer:
 
     def metadata(self) -> dict:
         return {
+            "arrays": ARRAYS_FILE,
             "model_name": self.model_name,
             "labels": self.labels,
             "classifier": self.classifier,
@@ -136,7 +143,7 @@ def fit_recognizer(
         train: rows with ``label`` and array<float> ``features``.
         classifier: ``"logistic_regression"`` (multinomial, L2 ``reg_param``) or ``"mlp"``
             (sigmoid hidden ``hidden_layers``, softmax output).
-        k, variance_threshold: PCA size, as in :func:`helpers.reduce.fit_reduction`.
+        k, variance_threshold: PCA size, as in :func:`helpers.chain.reduce.fit_reduction`.
         model_name: the backbone that produced the features, recorded for prediction.
     """
     validate_classifier(classifier)
@@ -185,9 +192,37 @@ def predict(model: PipelineModel, df: DataFrame, features_col: str = "features")
     )
 
 
+def export_arrays(model: PipelineModel) -> RecognizerArrays:
+    """The fitted pipeline's numbers, read through the stages' public attributes."""
+    scaler, projection, fitted, to_label = model.stages
+    std = scaler.std.toArray()
+    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
+    if isinstance(fitted, LogisticRegressionModel):
+        coefficients = fitted.coefficientMatrix.toArray()
+        intercepts = fitted.interceptVector.toArray()
+        if coefficients.shape[0] == 1:  # binomial: the same probabilities as a 2-way softmax
+            coefficients = np.vstack([np.zeros_like(coefficients), coefficients])
+            intercepts = np.array([0.0, intercepts[0]])
+        layers = [(coefficients.T, intercepts)]
+    else:
+        # Spark's layout: per layer an (out x in) column-major block, then the out biases
+        sizes, weights, offset, layers = fitted.getLayers(), fitted.weights.toArray(), 0, []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            block = weights[offset : offset + n_in * n_out].reshape((n_out, n_in), order="F")
+            offset += n_in * n_out
+            layers.append((block.T.copy(), weights[offset : offset + n_out]))
+            offset += n_out
+    return RecognizerArrays(
+        scaler.mean.toArray(), scale, projection.matrix, layers, list(to_label.getLabels())
+    )
+
+
 def save_recognizer(recognizer: Recognizer, uri: str) -> None:
-    """Write the pipeline (Spark ML persistence) and ``recognizer.json`` under ``uri``."""
+    """Write the pipeline (Spark ML persistence), its arrays (``model.npz``) and
+    ``recognizer.json`` under ``uri``."""
     recognizer.model.write().overwrite().save(storage.to_spark_uri(storage.join(uri, PIPELINE_DIR)))
+    arrays = export_arrays(recognizer.model).to_bytes()
+    storage.write_bytes(storage.join(uri, ARRAYS_FILE), arrays)
     data = json.dumps(recognizer.metadata(), indent=2, ensure_ascii=False).encode("utf-8")
     storage.write_bytes(storage.join(uri, META_FILE), data, "application/json")
 

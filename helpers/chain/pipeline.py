@@ -26,20 +26,11 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import (
-    defaults,
-    featurize,
-    ingest,
-    inputs,
-    inventory,
-    layout,
-    plots,
-    reduce,
-    report,
-    storage,
-)
+from helpers import defaults, layout, storage
+from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
+from helpers.chain.models import get_backbone, resolve_weights
 from helpers.layout import OutputLayout
-from helpers.models import get_backbone, resolve_weights
+from helpers.observe import plots
 from helpers.spark_session import get_spark
 
 log = logging.getLogger(__name__)
@@ -89,7 +80,7 @@ class RunParams:
         """The weight file, looked up once (None for random weights).
 
         Raises:
-            helpers.models.WeightsNotFoundError: no such file, and none to download.
+            helpers.chain.models.WeightsNotFoundError: no such file, and none to download.
         """
         if self._weights_file is _UNRESOLVED:
             self._weights_file = resolve_weights(get_backbone(self.model_name), self.weights)
@@ -98,11 +89,13 @@ class RunParams:
 
 @dataclass
 class RunResult:
-    """Where a run wrote its outputs, and its report."""
+    """Where a run wrote its outputs, and its reports."""
 
     output_uri: str
     report: dict
+    pca_report: dict
     reduction: reduce.Reduction
+    seconds: float
 
     def uri(self, name: str) -> str:
         return OutputLayout(self.output_uri).path(name)
@@ -122,17 +115,16 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
 
     Raises:
         ValueError: a bad parameter (named in the message).
-        helpers.ingest.InputError: missing or empty input, or no readable image.
-        helpers.models.WeightsNotFoundError: no pretrained weights available.
+        helpers.chain.ingest.InputError: missing or empty input, or no readable image.
+        helpers.chain.models.WeightsNotFoundError: no pretrained weights available.
     """
     started = time.perf_counter()
     extraction = extract_features(params, spark)
-    reduction, final = reduce_features(
+    reduction, pca_report = reduce_features(
         params.output_uri, params.k, params.variance_threshold, extraction.spark
     )
-    final["timings_s"]["total"] = round(time.perf_counter() - started, 3)
-    report.write_report(final, OutputLayout(params.output_uri).run_report)
-    return RunResult(params.output_uri, final, reduction)
+    seconds = round(time.perf_counter() - started, 3)
+    return RunResult(params.output_uri, extraction.report, pca_report, reduction, seconds)
 
 
 @dataclass
@@ -151,12 +143,12 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     weights_path = params.weights_file()
     spark = spark or get_spark()
     out = OutputLayout(params.output_uri)
-    storage.recover_commits(spark, out.root)  # a killed run's commit is finished before any read
+    storage.recover_commits(out.root)  # a killed run's commit is finished before any read
     timings: dict[str, float] = {}
     manifest = features_manifest(params, weights_path, spark.version)
 
     datasets = (layout.LISTING, layout.FEATURES)
-    with _stage(timings, "featurize"), out.staged(spark, *datasets) as staging:
+    with _stage(timings, "featurize"), out.staged(*datasets) as staging:
         listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
         log.info(
             "listed %s: %d entries, %d images to read",
@@ -255,43 +247,46 @@ def reduce_features(
     variance_threshold: float = defaults.VARIANCE_THRESHOLD,
     spark: SparkSession | None = None,
 ) -> tuple[reduce.Reduction, dict]:
-    """Fit scaler + PCA on ``<output_uri>/features``; write ``reduced/``, the model and the
-    figure; add the PCA section to the run report. Returns the reduction and the report."""
+    """Fit scaler + PCA on ``<output_uri>/features``; write ``reduced/``, the model, the
+    figure and ``pca_report.json``. Returns the reduction and that report."""
     reduce.validate_threshold(variance_threshold)
     reduce.validate_k(k)
     spark = spark or get_spark()
     out = OutputLayout(output_uri)
-    storage.recover_commits(spark, out.root)
+    storage.recover_commits(out.root)
     try:
         stored = spark.read.parquet(out.spark(layout.FEATURES))
-        # the report is written for people; the PCA adds its section to what extraction wrote
-        run_report = report.read_report(out.run_report)
-    except (AnalysisException, FileNotFoundError):
+    except AnalysisException:
         raise ingest.InputError(
             f"no features under {storage.redact(out.root)}: run the feature extraction first"
         ) from None
-    timings = run_report["timings_s"]
+    try:
+        manifest = out.read_manifest()
+    except FileNotFoundError:
+        manifest = {}
+    timings: dict[str, float] = {}
     with _stage(timings, "reduce"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        with out.staged(spark, layout.REDUCED, layout.REDUCTION_MODEL) as staging:
+        with out.staged(layout.REDUCED, layout.REDUCTION_MODEL) as staging:
             reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
             reduction.model.write().overwrite().save(staging.spark(layout.REDUCTION_MODEL))
         fig = plots.explained_variance_figure(
             reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
         )
         storage.write_bytes(out.path(layout.VARIANCE_FIGURE), plots.figure_png(fig), "image/png")
-    report.add_reduction(
-        run_report,
+    pca_report = report.reduction_report(
         reduction,
         outputs={
             "reduced": out.path(layout.REDUCED),
             "reduction_model": out.path(layout.REDUCTION_MODEL),
             "figure": out.path(layout.VARIANCE_FIGURE),
         },
+        timings=timings,
+        features={key: manifest.get(key) for key in ("backbone", "weights_sha256", "created")},
     )
-    report.write_report(run_report, out.run_report)
-    return reduction, run_report
+    report.write_report(pca_report, out.pca_report)
+    return reduction, pca_report
 
 
 def _previous_features(spark: SparkSession, out: OutputLayout, manifest: dict) -> DataFrame | None:

@@ -3,7 +3,7 @@
 Fruits-360 layout (``Training/<Class>/*.jpg``, ``Test/<Class>/*.jpg``, 100x100 JPEG, fruit on a
 white background, several views per fruit) so the whole chain runs on a fresh clone with no
 download. The images are drawings, not photos: they exercise the code, not the model's
-accuracy. Regenerate with ``python -m helpers make-sample``; the output is deterministic.
+accuracy. Regenerate with ``python -m fruits_tools make-sample``; the output is deterministic.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Reads ``<output>/features/`` and ``<output>/reduced/`` (notebooks 02 and 03) and writes:
 
 - ``recognizer/``  scaler + PCA + classifier fitted on the training rows (see
-  :mod:`helpers.classify`), what ``python -m helpers predict`` loads;
+  :mod:`helpers.recognition.classify`), what ``python -m helpers predict`` loads;
 - ``recognition_report.json``  split, accuracy, macro-F1, per-class scores, top confusions,
   clustering scores;
 - ``confusion_matrix.png`` and ``maps.png``.
@@ -19,7 +19,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import classify, clustering, defaults, ingest, maps, plots, reduce, report, storage
+from helpers import defaults, storage
+from helpers.chain import ingest, reduce, report
 from helpers.layout import (
     CONFUSION_FIGURE,
     FEATURES,
@@ -29,6 +30,8 @@ from helpers.layout import (
     REDUCED,
     OutputLayout,
 )
+from helpers.observe import plots
+from helpers.recognition import classify, clustering, maps
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     """Train and evaluate the classifier, cluster, draw the maps; write every output."""
     params.validate()
     out = OutputLayout(params.output_uri)
-    storage.recover_commits(spark, out.root)  # a killed run's commit is finished before any read
+    storage.recover_commits(out.root)  # a killed run's commit is finished before any read
     features = _read(spark, out, FEATURES, "the feature extraction (notebook 02)")
     reduced = _read(spark, out, REDUCED, "the PCA (notebook 03)")
     try:
@@ -120,7 +123,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     )
     recognizer.settings["weights"] = manifest.get("weights")
     recognizer.settings["weights_file"] = manifest.get("weights_file")
-    with out.staged(spark, RECOGNIZER) as staging:
+    with out.staged(RECOGNIZER) as staging:
         classify.save_recognizer(recognizer, staging.path(RECOGNIZER))
     timings["train"] = round(time.perf_counter() - started, 3)
 

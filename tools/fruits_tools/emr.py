@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import config, defaults, storage
+from fruits_tools import assets
+from helpers import defaults, storage
 
 log = logging.getLogger(__name__)
 
-EMR_DIR = config.PROJECT_ROOT / "emr"
 #: EMR 7.13: Spark 3.5.6 on Amazon Linux 2023; the bootstrap adds Python 3.11 (see README).
 DEFAULT_RELEASE = "emr-7.13.0"
 VENV_PYTHON = "/opt/fruits-venv/bin/python"
@@ -54,21 +54,21 @@ class ClusterSpec:
         return "/".join([f"s3://{self.bucket}", self.prefix.strip("/"), *parts])
 
 
-def render_configurations(spec: ClusterSpec, path: Path = EMR_DIR / "configurations.json") -> list:
+def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
     """``emr/configurations.json`` with its ``${...}`` placeholders filled in.
 
     Spark's event logs stay where EMR puts them (``hdfs:///var/log/spark/apps``, which exists
     before any application starts): EMR's persistent Spark UI and its History Server read them
     from there, and an S3 prefix that nothing has created yet would stop every application.
     """
+    path = path or assets.emr_file("configurations.json")
     text = string.Template(path.read_text()).substitute(BUCKET=spec.bucket, PREFIX=spec.prefix)
     return json.loads(text)
 
 
-def render_policy(
-    spec: ClusterSpec, path: Path = EMR_DIR / "iam" / "instance-profile-policy.json"
-) -> dict:
+def render_policy(spec: ClusterSpec, path: Path | None = None) -> dict:
     """The instance profile's least-privilege S3 policy for this bucket and prefix."""
+    path = path or assets.emr_file("iam/instance-profile-policy.json")
     text = string.Template(path.read_text()).substitute(
         BUCKET=spec.bucket, PREFIX=spec.prefix.strip("/")
     )
@@ -172,11 +172,11 @@ def pipeline_steps(
 def staging_files(spec: ClusterSpec, wheel: Path) -> dict[str, Path]:
     """Local files to upload to ``code/`` before creating the cluster (S3 URI -> path)."""
     files = {
-        spec.uri("code", "bootstrap.sh"): EMR_DIR / "bootstrap.sh",
-        spec.uri("code", "run_pipeline.py"): EMR_DIR / "run_pipeline.py",
+        spec.uri("code", "bootstrap.sh"): assets.emr_file("bootstrap.sh"),
+        spec.uri("code", "run_pipeline.py"): assets.emr_file("run_pipeline.py"),
         spec.uri("code", spec.wheel_name): wheel,
     }
-    for notebook in sorted((config.PROJECT_ROOT / "notebooks").glob("*.ipynb")):
+    for notebook in assets.notebooks():
         files[spec.uri("code", "notebooks", notebook.name)] = notebook
     return files
 

@@ -1,6 +1,6 @@
 """CNN features of image bytes with TensorFlow, no Spark: the code the Spark UDF
-(:mod:`helpers.featurize`) runs in its workers and the photo recognizer
-(:mod:`helpers.recognize`) runs in one process, so both compute the same numbers.
+(:mod:`helpers.chain.featurize`) runs in its workers and the photo recognizer
+(:mod:`helpers.recognition.recognize`) runs in one process, so both compute the same numbers.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from helpers import images, inputs
-from helpers.models import Backbone, build_model, get_backbone
+from helpers.chain import images, inputs
+from helpers.chain.models import Backbone, build_model, get_backbone
 
 
 def load_inference_fn(name: str, weights_path: str | None, tf_threads: int = 0):

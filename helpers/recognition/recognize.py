@@ -1,27 +1,27 @@
 """ "What fruit is this?" for photos on disk or S3, without Spark.
 
-:class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.classify`) and the CNN once,
-then answers photos in batches: the same decoding and features as the Spark job
-(:func:`helpers.inference.featurize_batch`), then the saved scaler + PCA + classifier applied
-with NumPy (:mod:`helpers.saved_pipeline`). A photo that cannot be read gets an error of its
-own; the others are still answered.
+:class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.recognition.classify`) and
+the CNN once, then answers photos in batches: the same decoding and features as the Spark job
+(:func:`helpers.chain.inference.featurize_batch`), then the saved scaler + PCA + classifier
+applied with NumPy (:mod:`helpers.recognition.arrays`). A photo that cannot be read
+gets an error of its own; the others are still answered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from helpers import defaults, images, inference, saved_pipeline, storage
-from helpers.models import get_backbone, resolve_weights
+from helpers import defaults, storage
+from helpers.chain import images, inference
+from helpers.chain.models import get_backbone, resolve_weights
+from helpers.recognition import arrays
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +52,27 @@ class PhotoRecognizer:
     """A saved recognizer and its CNN, loaded once."""
 
     def __init__(self, recognizer_uri: str, weights: str | None = "imagenet", batch_size: int = 16):
-        """Load ``<recognizer_uri>/recognizer.json`` and ``pipeline/`` (local or s3://) and
-        build the CNN named there with ``weights`` (see :func:`helpers.models.resolve_weights`).
+        """Load ``<recognizer_uri>/recognizer.json`` and ``model.npz`` (local or s3://) and
+        build the CNN named there with ``weights`` (:func:`helpers.chain.models.resolve_weights`).
         """
         started = time.perf_counter()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.uri = recognizer_uri
         self.batch_size = int(batch_size)
-        with _local_copy(recognizer_uri) as local:
-            meta_file = local / saved_pipeline.META_FILE
-            if not meta_file.is_file():
-                raise FileNotFoundError(
-                    f"no recognizer at {storage.redact(recognizer_uri)} "
-                    f"(missing {saved_pipeline.META_FILE}); train one with notebook 05_recognition"
-                )
-            self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-            self.pipeline = saved_pipeline.load(local / saved_pipeline.PIPELINE_DIR)
+        self.metadata = _read_metadata(recognizer_uri)
+        arrays_uri = storage.join(recognizer_uri, self.metadata.get("arrays", arrays.ARRAYS_FILE))
+        try:
+            self.model = arrays.RecognizerArrays.from_bytes(storage.read_bytes(arrays_uri))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{storage.redact(arrays_uri)} is missing: this recognizer was saved without its "
+                "arrays; train it again with notebook 05_recognition or helpers recognize"
+            ) from None
         self.backbone = get_backbone(self.metadata["model_name"])
-        if self.pipeline.feature_dim != self.backbone.feature_dim:
+        if self.model.feature_dim != self.backbone.feature_dim:
             raise ValueError(
-                f"recognizer expects {self.pipeline.feature_dim} features, "
+                f"recognizer expects {self.model.feature_dim} features, "
                 f"{self.backbone.name} gives {self.backbone.feature_dim}"
             )
         settings = self.metadata.get("settings", {})
@@ -94,7 +94,7 @@ class PhotoRecognizer:
 
     @property
     def labels(self) -> list[str]:
-        return self.pipeline.labels
+        return self.model.labels
 
     def predict_bytes(
         self, photos: list[tuple[str, bytes | None]], top: int = defaults.TOP_LABELS
@@ -105,7 +105,7 @@ class PhotoRecognizer:
         )
         rows = [i for i, f in enumerate(out["features"]) if f is not None]
         probs = (
-            self.pipeline.probabilities(np.stack([out["features"][i] for i in rows]))
+            self.model.probabilities(np.stack([out["features"][i] for i in rows]))
             if rows
             else np.zeros((0, len(self.labels)))
         )
@@ -170,15 +170,12 @@ def _read(photo: str) -> tuple[bytes | None, str | None]:
         return None, f"cannot read file: {getattr(err, 'strerror', None) or err}"
 
 
-@contextmanager
-def _local_copy(uri: str) -> Iterator[Path]:
-    """The recognizer folder on local disk; an S3 one is downloaded to a temporary folder,
-    removed once read (everything is in memory by then)."""
-    if not storage.is_s3(uri):
-        yield storage.local_path(uri)
-        return
-    from helpers import s3_staging
-
-    with tempfile.TemporaryDirectory(prefix="fruits-recognizer-") as target:
-        s3_staging.download_prefix(uri, target)
-        yield Path(target)
+def _read_metadata(recognizer_uri: str) -> dict:
+    meta_uri = storage.join(recognizer_uri, arrays.META_FILE)
+    try:
+        return json.loads(storage.read_bytes(meta_uri))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no recognizer at {storage.redact(recognizer_uri)} (missing {arrays.META_FILE}); "
+            "train one with notebook 05_recognition"
+        ) from None
