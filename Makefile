@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench sample notebooks-refresh clean
+.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -52,8 +52,19 @@ rehearse-emr: setup jars
 	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_rehearsal.py \
 	  tests/test_s3a.py $(ARGS)
 
-# Throughput, memory and PCA figures (README "Performance"); about 10 minutes on 2 cores.
+# Every featurization mode against the plain Keras loop and the reference approach, on the
+# same 7,200 images (README "Speed and sizes"); about 10 minutes on 2 cores.
 bench: setup
+	$(BIN)/python benchmarks/modes_bench.py $(ARGS)
+
+# 10,000 and 90,000 images, default and fast mode: time per stage and memory; then the EMR
+# sizing model from the figures of all three benchmarks; about 20 minutes.
+bench-scale: setup
+	$(BIN)/python benchmarks/scale_bench.py $(ARGS)
+	$(BIN)/python benchmarks/sizing.py
+
+# Throughput by dataset size, 1 vs 2 executors, PCA at 90,000 rows (README "Performance").
+bench-featurize: setup
 	$(BIN)/python benchmarks/featurize_bench.py $(ARGS)
 
 sample: setup

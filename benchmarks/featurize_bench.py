@@ -50,19 +50,23 @@ def make_dataset(target: Path, size: int, sample: Path) -> Path:
 
 
 class RssSampler:
-    """Peak resident memory of this process, its JVM child, and the Python workers."""
+    """Peak resident memory of a process (default: this one) with its JVM child, and of its
+    Python workers (the largest one, and all together); ``timeline`` keeps every sample as
+    ``(seconds, driver + JVM bytes, all workers' bytes)``."""
 
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.driver, self.worker = interval, 0, 0
+    def __init__(self, interval: float = 0.2, root: psutil.Process | None = None):
+        self.interval, self.driver, self.worker, self.workers = interval, 0, 0, 0
+        self.root = root or psutil.Process()
+        self.timeline: list[tuple[float, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        me = psutil.Process()
+        started = time.perf_counter()
         while not self._stop.is_set():
             try:
-                driver = me.memory_info().rss
-                for child in me.children(recursive=True):
+                driver, workers = self.root.memory_info().rss, 0
+                for child in self.root.children(recursive=True):
                     cmd = " ".join(child.cmdline())
                     rss = child.memory_info().rss
                     if (
@@ -71,9 +75,12 @@ class RssSampler:
                         or "pyspark.worker" in cmd
                     ):
                         self.worker = max(self.worker, rss)
+                        workers += rss
                     elif "java" in cmd:
                         driver += rss
                 self.driver = max(self.driver, driver)
+                self.workers = max(self.workers, workers)
+                self.timeline.append((time.perf_counter() - started, driver, workers))
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
             time.sleep(self.interval)

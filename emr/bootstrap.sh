@@ -30,6 +30,7 @@ set -euo pipefail
 #    below 2 because EMR's pyspark 3.5 declares numpy<2 (pip would otherwise pick NumPy 2).
 PINNED=(
   "tensorflow-cpu==2.21.0"
+  "openvino==2026.4.1"
   "numpy==1.26.4"
   "pandas==2.2.3"
   "pyarrow==17.0.0"

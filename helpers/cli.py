@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.BATCH_SIZE,
         help="images per model call (default: %(default)s)",
     )
+    _add_feature_args(run)
     group = run.add_mutually_exclusive_group()
     group.add_argument(
         "--variance-threshold",
@@ -160,9 +161,49 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--weights", default=defaults.WEIGHTS, help="CNN weights, as for run (default: %(default)s)"
     )
+    predict.add_argument(
+        "--runtime",
+        default=None,
+        choices=defaults.RUNTIMES,
+        help="inference runtime (default: the one the recognizer's features were made with)",
+    )
+    predict.add_argument(
+        "--precision",
+        default=None,
+        choices=defaults.PRECISIONS,
+        help="runtime precision (default: the recognizer's)",
+    )
+    predict.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="answer with a runtime or precision other than the recognizer's features used",
+    )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
     return parser
+
+
+def _add_feature_args(parser: argparse.ArgumentParser) -> None:
+    """How features are computed: input size, inference runtime, precision."""
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=defaults.INPUT_SIZE,
+        help="side of the square images fed to the CNN; MobileNetV2: 96, 128, 160, 192 or 224 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default=defaults.RUNTIME,
+        choices=defaults.RUNTIMES,
+        help="inference runtime (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=defaults.PRECISION,
+        choices=defaults.PRECISIONS,
+        help="precision; bf16 needs --runtime openvino (default: %(default)s)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +243,9 @@ def _run(args: argparse.Namespace) -> int:
         model_name=args.model,
         weights=args.weights,
         batch_size=args.batch_size,
+        input_size=args.input_size,
+        runtime=args.runtime,
+        precision=args.precision,
         variance_threshold=args.variance_threshold,
         k=args.k,
         num_partitions=args.partitions,
@@ -293,7 +337,13 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     uri = args.recognizer or storage.join(config.default_output(), RECOGNIZER)
-    recognizer = PhotoRecognizer(uri, weights=args.weights)
+    recognizer = PhotoRecognizer(
+        uri,
+        weights=args.weights,
+        runtime=args.runtime,
+        precision=args.precision,
+        allow_mismatch=args.allow_mismatch,
+    )
     started = time.perf_counter()
     answers = recognizer.predict(args.photos, top=args.top)
     elapsed = time.perf_counter() - started

@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables read by the project.
 ENV_SHARED_DIR = "FRUITS_SHARED_DIR"  # folder holding models/ and fruits360-sample/
 ENV_MODELS_DIR = "FRUITS_MODELS_DIR"  # extra folders searched for weight files (os.pathsep list)
+ENV_CACHE_DIR = "FRUITS_CACHE_DIR"  # models converted for another inference runtime
 
 
 def default_input() -> str:
@@ -24,6 +25,16 @@ def default_input() -> str:
 def default_output() -> str:
     """Local results folder (ignored by git)."""
     return str(PROJECT_ROOT / "output")
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$FRUITS_CACHE_DIR``, else ``$XDG_CACHE_HOME/fruits``
+    or ``~/.cache/fruits``."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fruits"
 
 
 def shared_dir() -> Path | None:

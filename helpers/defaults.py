@@ -9,6 +9,16 @@ from __future__ import annotations
 #: CNN backbone (a key of :data:`helpers.chain.models.BACKBONES`) and its weights.
 MODEL_NAME = "mobilenet_v2"
 WEIGHTS = "imagenet"
+#: Side of the square images fed to the backbone. 224 is the published recipe; MobileNetV2
+#: also runs at 96, 128, 160 and 192 with the same weights, several times faster on
+#: Fruits-360's 100x100 photos (README, "Speed and sizes").
+INPUT_SIZE = 224
+#: Inference runtime of the backbone, and its precision ("bf16" needs OpenVINO; on a CPU
+#: without BF16 instructions it falls back to fp32, saying why).
+RUNTIME = "tensorflow"
+RUNTIMES = ("tensorflow", "openvino")
+PRECISION = "fp32"
+PRECISIONS = ("fp32", "bf16")
 #: Images per model call inside a Spark worker.
 BATCH_SIZE = 64
 #: PCA keeps the smallest k whose explained variance reaches this share.

@@ -60,8 +60,9 @@ def spark(tmp_path_factory):
     session.stop()
 
 
-def featurize_to_pandas(spark, folder: Path, weights: str, model_name: str = "mobilenet_v2"):
-    """Features of every image under ``folder`` computed through Spark, as a pandas frame."""
+def featurize_to_pandas(spark, folder: Path, weights: str, model_name="mobilenet_v2"):
+    """Features of every image under ``folder`` computed through Spark, as a pandas frame
+    (``model_name``: a backbone name or a :class:`helpers.chain.models.FeatureSpec`)."""
     from helpers.chain.featurize import add_features
     from helpers.chain.ingest import list_images
 

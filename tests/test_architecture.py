@@ -22,7 +22,8 @@ TOOLS = ROOT / "tools" / "fruits_tools"
 #: they must not import pyspark, even inside a function.
 SPARK_FREE = {
     "config", "defaults", "storage", "layout", "chain.images", "chain.inputs", "chain.models",
-    "chain.inference", "chain.report", "recognition.recognize", "recognition.arrays",
+    "chain.inference", "chain.runtimes", "chain.report", "recognition.recognize",
+    "recognition.arrays",
     "observe.plots",
 }  # fmt: skip
 CORE = {"config", "defaults", "storage", "layout", "spark_session"}
@@ -147,7 +148,9 @@ def _parameters(notebook: Path) -> dict:
 NOTEBOOK_DEFAULTS = {
     "MODEL_NAME": defaults.MODEL_NAME, "WEIGHTS": defaults.WEIGHTS,
     "BATCH_SIZE": defaults.BATCH_SIZE, "VARIANCE_THRESHOLD": defaults.VARIANCE_THRESHOLD,
-    "CLASSIFIER": defaults.CLASSIFIER, "TEST_FRACTION": defaults.TEST_FRACTION,
+    "INPUT_SIZE": defaults.INPUT_SIZE, "RUNTIME": defaults.RUNTIME,
+    "PRECISION": defaults.PRECISION, "CLASSIFIER": defaults.CLASSIFIER,
+    "TEST_FRACTION": defaults.TEST_FRACTION,
     "MAP_POINTS": defaults.MAP_POINTS, "SEED": defaults.SEED, "REG_PARAM": defaults.REG_PARAM,
     "MAX_ITER": defaults.MAX_ITER, "HIDDEN_LAYERS": list(defaults.HIDDEN_LAYERS),
 }  # fmt: skip
@@ -166,6 +169,9 @@ def test_command_line_defaults_are_the_defaults():
     run = parser.parse_args(["run"])
     assert (run.model, run.weights, run.batch_size, run.variance_threshold) == (
         defaults.MODEL_NAME, defaults.WEIGHTS, defaults.BATCH_SIZE, defaults.VARIANCE_THRESHOLD,
+    )  # fmt: skip
+    assert (run.input_size, run.runtime, run.precision) == (
+        defaults.INPUT_SIZE, defaults.RUNTIME, defaults.PRECISION,
     )  # fmt: skip
     recognize = parser.parse_args(["recognize"])
     assert (recognize.classifier, recognize.test_fraction) == (

@@ -103,6 +103,39 @@ def test_predict_without_spark_matches_spark_and_finds_the_label(
     assert all(len(a.top) == 3 and a.top[0][1] >= a.top[1][1] >= a.top[2][1] for a in answers)
 
 
+def test_predict_matches_spark_for_a_recognizer_made_in_fast_mode(
+    spark, fruits_sample, mobilenet_weights, split, tmp_path
+):
+    """Features at 128 through OpenVINO in Spark -> recognizer; ``predict`` rebuilds the same
+    runtime and size from recognizer.json and gives Spark's probabilities within 1e-5."""
+    from helpers.chain.models import FeatureSpec
+    from tests.conftest import featurize_to_pandas
+
+    spec = FeatureSpec(input_size=128, runtime="openvino")
+    fast = featurize_to_pandas(spark, fruits_sample, mobilenet_weights, spec)
+    assert fast["error"].isna().all() and len(fast["features"][0]) == 1280
+    fast_df = spark.createDataFrame(fast[["path", "label", "features"]])
+    train_paths, test_paths = (s.select("path") for s in split)
+    train = fast_df.join(train_paths, "path")
+    test = fast_df.join(test_paths, "path")
+    recognizer = classify.fit_recognizer(train, "logistic_regression")
+    recognizer.settings.update(input_size=128, runtime="openvino", precision="fp32")  # as engine
+    classify.save_recognizer(recognizer, str(tmp_path))
+    scored = classify.predict(classify.load_pipeline(str(tmp_path)), test).toPandas()
+
+    answers = PhotoRecognizer(str(tmp_path), weights=mobilenet_weights).predict(
+        [p.removeprefix("file:") for p in scored["path"]]
+    )
+    ours = np.stack([a.probabilities for a in answers])
+    diff = float(np.abs(ours - np.stack(scored["probability"].to_numpy())).max())
+    accuracy = float(np.mean([a.label == t for a, t in zip(answers, scored["label"])]))
+    print(f"\nfast mode (128, OpenVINO): predict vs Spark max |dp| = {diff:.2e}, acc {accuracy}")
+    assert diff <= 1e-5
+    assert accuracy >= 0.9
+    with pytest.raises(ValueError, match="made with runtime openvino"):
+        PhotoRecognizer(str(tmp_path), weights=mobilenet_weights, runtime="tensorflow")
+
+
 def test_mlp_pipeline_read_without_spark_gives_sparks_probabilities(split, tmp_path):
     train, test = split
     recognizer = classify.fit_recognizer(

@@ -71,7 +71,11 @@ def test_incremental_run_featurizes_only_new_and_changed_images(
 
     manifest = json.loads((out / "features" / "_manifest.json").read_text())
     assert manifest["backbone"] == "mobilenet_v2" and len(manifest["weights_sha256"]) == 64
-    assert manifest["input_size"] == [224, 224] and manifest["precision"] == "float32"
+    assert manifest["input_size"] == [224, 224]
+    assert (manifest["runtime"], manifest["precision"]) == ("tensorflow", "fp32")
+    # same weights at another input size: other features, nothing is reused
+    resized = RunParams(str(small_real_set), str(out), k=3, incremental=True, input_size=128)
+    assert pipeline.run(resized, spark).report["images"]["featurized_this_run"] == 13
     # other weights under the same model name: the manifest says so, nothing is reused
     other = RunParams(str(small_real_set), str(out), k=3, incremental=True, weights="random")
     assert pipeline.run(other, spark).report["images"]["featurized_this_run"] == 13

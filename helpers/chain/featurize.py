@@ -1,10 +1,10 @@
 """CNN features inside Spark: a pandas iterator UDF over Arrow batches of listed files.
 
-The weight file goes to the executors once (``SparkContext.addFile``); each Python worker
-builds the model once (module-level cache, ``spark.python.worker.reuse``), reads its files by
-path (:func:`helpers.chain.inputs.read_file`: any name, local or S3) and streams batches through one
-compiled ``tf.function``. Files that cannot be read or decoded become rows with
-``features = null`` and an ``error`` reason.
+The weight file (or, for OpenVINO, the model converted on the driver) goes to the executors
+once (``SparkContext.addFile``); each Python worker builds the model once (module-level cache,
+``spark.python.worker.reuse``), reads its files by path (:func:`helpers.chain.inputs.read_file`:
+any name, local or S3) and streams batches through it. Files that cannot be read or decoded
+become rows with ``features = null`` and an ``error`` reason.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from helpers import defaults, storage
 from helpers.chain import inference
-from helpers.chain.models import Backbone, get_backbone, resolve_weights
+from helpers.chain.models import FeatureSpec, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ FEATURE_SCHEMA = T.StructType(
 )
 
 
-# One model per (backbone, weights, threads) per Python worker process.
-_WORKER_MODELS: dict[tuple[str, str | None, int], object] = {}
+# One model per (spec, model file, threads) per Python worker process.
+_WORKER_MODELS: dict[tuple[FeatureSpec, str | None, int], object] = {}
 
 
 def ship_weights(spark: SparkSession, weights_path: str | None) -> str | None:
@@ -50,45 +50,56 @@ def ship_weights(spark: SparkSession, weights_path: str | None) -> str | None:
     return os.path.basename(uri.rstrip("/"))
 
 
-def feature_udf(backbone: Backbone, weights_name: str | None, batch_size: int, tf_threads: int):
+def ship_model(spark: SparkSession, spec: FeatureSpec, weights_path: str | None) -> str | None:
+    """Send what the workers load to every executor: the weight file for TensorFlow, the
+    converted model (converted here once, cached) for OpenVINO. Returns the file name."""
+    if spec.runtime != "openvino":
+        return ship_weights(spark, weights_path)
+    from helpers.chain import runtimes
+
+    if weights_path is None:
+        raise ValueError("runtime openvino needs pretrained weights, not random ones")
+    ir = runtimes.openvino_ir(spec.backbone, weights_path)
+    ship_weights(spark, str(ir.with_suffix(".bin")))  # found beside the .xml by OpenVINO
+    return ship_weights(spark, str(ir))
+
+
+def feature_udf(spec: FeatureSpec, model_name: str | None, batch_size: int, tf_threads: int):
     """Build the pandas UDF: file path -> struct<features: array<float>, error: string>."""
-    name = backbone.name
 
     @F.pandas_udf(FEATURE_SCHEMA)
     def extract(paths: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        model_fn = _worker_model(name, weights_name, tf_threads)
-        spec = get_backbone(name)
+        model_fn = _worker_model(spec, model_name, tf_threads)
+        backbone = spec.backbone
         for batch in paths:
-            yield inference.featurize_paths(spec, model_fn, batch.tolist(), batch_size)
+            yield inference.featurize_paths(backbone, model_fn, batch.tolist(), batch_size)
 
     return extract
 
 
-def _worker_model(name: str, weights_name: str | None, tf_threads: int):
-    key = (name, weights_name, tf_threads)
+def _worker_model(spec: FeatureSpec, model_name: str | None, tf_threads: int):
+    key = (spec, model_name, tf_threads)
     if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = inference.load_inference_fn(
-            name, _local_weights(weights_name), tf_threads
-        )
+        _WORKER_MODELS[key] = inference.load_inference_fn(spec, _local_file(model_name), tf_threads)
     return _WORKER_MODELS[key]
 
 
-def _local_weights(weights_name: str | None) -> str | None:
-    if weights_name is None:
+def _local_file(name: str | None) -> str | None:
+    if name is None:
         return None
     from pyspark import SparkFiles
 
-    return SparkFiles.get(weights_name)
+    return SparkFiles.get(name)
 
 
 def tf_threads_per_task(spark: SparkSession) -> int:
-    """TensorFlow threads per Python worker: the cores one Spark task may use."""
+    """Inference threads per Python worker: the cores one Spark task may use."""
     return max(1, int(spark.conf.get("spark.task.cpus", "1")))
 
 
 def add_features(
     images_df: DataFrame,
-    model_name: str = defaults.MODEL_NAME,
+    spec: FeatureSpec | str = defaults.MODEL_NAME,
     weights: str | None = "imagenet",
     batch_size: int = defaults.BATCH_SIZE,
     tf_threads: int | None = None,
@@ -97,20 +108,21 @@ def add_features(
 
     Args:
         images_df: rows with a ``path`` (as from :func:`helpers.chain.ingest.list_images`).
-        model_name: a key of :data:`helpers.chain.models.BACKBONES`.
+        spec: backbone, input size, runtime and precision (a backbone name: its defaults).
         weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
         batch_size: images per model call inside a worker.
-        tf_threads: TensorFlow threads per worker; default one task's cores.
+        tf_threads: inference threads per worker; default one task's cores.
 
     The result is lazy: nothing runs until it is written or counted.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    backbone = get_backbone(model_name)
+    if isinstance(spec, str):
+        spec = FeatureSpec(spec)
     spark = images_df.sparkSession
-    weights_name = ship_weights(spark, resolve_weights(backbone, weights))
+    model_name = ship_model(spark, spec, resolve_weights(spec.backbone, weights))
     threads = tf_threads if tf_threads is not None else tf_threads_per_task(spark)
-    extract = feature_udf(backbone, weights_name, batch_size, threads)
+    extract = feature_udf(spec, model_name, batch_size, threads)
     result: Column = extract(F.col("path"))
     return images_df.select(
         *[F.col(c) for c in images_df.columns],

@@ -1,4 +1,5 @@
-"""CNN features of image bytes with TensorFlow, no Spark: the code the Spark UDF
+"""CNN features of image bytes with TensorFlow or OpenVINO (:mod:`helpers.chain.runtimes`),
+no Spark: the code the Spark UDF
 (:mod:`helpers.chain.featurize`) runs in its workers and the photo recognizer
 (:mod:`helpers.recognition.recognize`) runs in one process, so both compute the same numbers.
 """
@@ -11,15 +12,33 @@ import numpy as np
 import pandas as pd
 
 from helpers.chain import images, inputs
-from helpers.chain.models import Backbone, build_model, get_backbone
+from helpers.chain.models import Backbone, FeatureSpec, build_model
 
 
-def load_inference_fn(name: str, weights_path: str | None, tf_threads: int = 0):
+def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_threads: int = 0):
     """Build the backbone and return a compiled ``batch -> features`` function.
 
-    ``tf_threads`` > 0 caps TensorFlow's thread pools, so that Spark's task slots times
-    TensorFlow's threads does not exceed the cores.
+    Args:
+        spec: how features are computed (a backbone name means its defaults).
+        model_file: the weight file (None: random weights, TensorFlow only); for the OpenVINO
+            runtime, the weight file or the model already converted (``.xml``).
+        tf_threads: > 0 caps the runtime's threads, so that Spark's task slots times the
+            runtime's threads does not exceed the cores.
     """
+    if isinstance(spec, str):
+        spec = FeatureSpec(spec)
+    if spec.runtime == "openvino":
+        from helpers.chain import runtimes
+
+        if model_file is None:
+            raise ValueError("runtime openvino needs pretrained weights, not random ones")
+        if not str(model_file).endswith(".xml"):
+            model_file = str(runtimes.openvino_ir(spec.backbone, model_file))
+        return runtimes.load_openvino_fn(model_file, spec.precision, tf_threads)
+    return _load_tensorflow_fn(spec.backbone, model_file, tf_threads)
+
+
+def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads: int):
     import tensorflow as tf
 
     if tf_threads > 0:
@@ -28,7 +47,6 @@ def load_inference_fn(name: str, weights_path: str | None, tf_threads: int = 0):
             tf.config.threading.set_inter_op_parallelism_threads(min(2, tf_threads))
         except RuntimeError:
             pass  # TensorFlow already initialised in this process; keep its pools
-    backbone = get_backbone(name)
     model = build_model(backbone, weights_path)
     width, height = backbone.input_size
     signature = [tf.TensorSpec([None, height, width, 3], tf.float32)]

@@ -13,7 +13,7 @@ used when asked for by name (``weights="random"``), which is meant for tests of 
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import config, storage
+from helpers import config, defaults, storage
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +32,51 @@ class WeightsNotFoundError(FileNotFoundError):
     """No pretrained weight file could be found or downloaded."""
 
 
+#: ImageNet channel means (RGB) subtracted by the "caffe" preprocessing of ResNet50 and VGG16.
+_CAFFE_MEAN_RGB = np.array([123.68, 116.779, 103.939], dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A Keras application used as a feature extractor (no top, global average pooling)."""
 
     name: str
     keras_class: str  # attribute of keras.applications
-    keras_module: str  # keras.applications.<module> holding preprocess_input
+    #: Keras's ``preprocess_input`` mode for this model, done here in NumPy so that workers
+    #: running another inference runtime never import Keras: "tf" scales to [-1, 1], "caffe"
+    #: flips to BGR and subtracts ImageNet's means, "none" leaves pixels to the model.
+    preprocess_mode: str
     input_size: tuple[int, int]  # (width, height)
     feature_dim: int
     weights_file: str  # file name in Keras's cache
     weights_url: str
+    #: Square input sizes the ImageNet weights are used at (the convolutions are the same at
+    #: every size; a no-top model with average pooling gives ``feature_dim`` at each).
+    sizes: tuple[int, ...] = (224,)
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
-        """Apply the model's own ``preprocess_input`` to an ``(n, h, w, 3)`` RGB batch."""
-        keras_apps = importlib.import_module("keras.applications")
-        module = getattr(keras_apps, self.keras_module)
-        return module.preprocess_input(batch.astype(np.float32, copy=True))
+        """Keras's ``preprocess_input`` for this model on an ``(n, h, w, 3)`` RGB batch."""
+        x = batch.astype(np.float32, copy=True)
+        if self.preprocess_mode == "tf":
+            x /= 127.5
+            x -= 1.0
+        elif self.preprocess_mode == "caffe":
+            x -= _CAFFE_MEAN_RGB
+            x = x[..., ::-1]
+        return x
+
+    def at_size(self, size: int | None) -> Backbone:
+        """The same backbone fed ``size`` x ``size`` images (None: its default size).
+
+        Raises:
+            ValueError: a size these weights are not used at.
+        """
+        if size is None or (size, size) == self.input_size:
+            return self
+        if int(size) not in self.sizes:
+            choices = ", ".join(str(s) for s in self.sizes)
+            raise ValueError(f"input_size {size} is not supported by {self.name}; use {choices}")
+        return dataclasses.replace(self, input_size=(int(size), int(size)))
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -57,16 +85,18 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             name="mobilenet_v2",
             keras_class="MobileNetV2",
-            keras_module="mobilenet_v2",
+            preprocess_mode="tf",
             input_size=(224, 224),
             feature_dim=1280,
             weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
             weights_url=KERAS_WEIGHTS_URL + "mobilenet_v2/",
+            # Keras publishes MobileNetV2 at these resolutions; the 224 weights serve them all.
+            sizes=(96, 128, 160, 192, 224),
         ),
         Backbone(
             name="resnet50",
             keras_class="ResNet50",
-            keras_module="resnet50",
+            preprocess_mode="caffe",
             input_size=(224, 224),
             feature_dim=2048,
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -75,7 +105,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             name="vgg16",
             keras_class="VGG16",
-            keras_module="vgg16",
+            preprocess_mode="caffe",
             input_size=(224, 224),
             feature_dim=512,
             weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -84,7 +114,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             name="efficientnet_b0",
             keras_class="EfficientNetB0",
-            keras_module="efficientnet",
+            preprocess_mode="none",
             input_size=(224, 224),
             feature_dim=1280,
             weights_file="efficientnetb0_notop.h5",
@@ -100,6 +130,62 @@ def get_backbone(name: str) -> Backbone:
     if key not in BACKBONES:
         raise ValueError(f"unknown model_name {name!r}; choose one of {', '.join(BACKBONES)}")
     return BACKBONES[key]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How features are computed: which backbone, at which input size, by which inference
+    runtime at which precision. Runs, manifests, workers and ``predict`` share it, so features
+    that are compared were made the same way."""
+
+    model_name: str = defaults.MODEL_NAME
+    input_size: int = defaults.INPUT_SIZE
+    runtime: str = defaults.RUNTIME
+    precision: str = defaults.PRECISION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_name", get_backbone(self.model_name).name)
+        object.__setattr__(self, "input_size", int(self.input_size))
+        if self.runtime not in defaults.RUNTIMES:
+            raise ValueError(
+                f"unknown runtime {self.runtime!r}; choose one of {', '.join(defaults.RUNTIMES)}"
+            )
+        if self.precision not in defaults.PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; "
+                f"choose one of {', '.join(defaults.PRECISIONS)}"
+            )
+        if self.precision != "fp32" and self.runtime != "openvino":
+            raise ValueError(f"precision {self.precision} needs runtime openvino")
+        self.backbone  # noqa: B018 - raises ValueError for an unsupported size
+
+    @property
+    def backbone(self) -> Backbone:
+        return get_backbone(self.model_name).at_size(self.input_size)
+
+    def manifest(self) -> dict:
+        """The fields a manifest records (and a later step compares)."""
+        return {
+            "backbone": self.model_name,
+            "input_size": [self.input_size, self.input_size],
+            "runtime": self.runtime,
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> FeatureSpec:
+        """The spec a manifest was written for; fields it lacks are the defaults of the
+        releases that did not record them (224, TensorFlow, fp32)."""
+        size = manifest.get("input_size") or [defaults.INPUT_SIZE]
+        runtime = manifest.get("runtime")
+        precision = manifest.get("precision", "fp32")
+        return cls(
+            manifest.get("backbone", defaults.MODEL_NAME),
+            int(size[0]),
+            # earlier manifests kept package versions under "runtime" and said "float32"
+            runtime if isinstance(runtime, str) else "tensorflow",
+            "fp32" if precision == "float32" else precision,
+        )
 
 
 def keras_cache_dir() -> Path:

@@ -15,6 +15,7 @@ Writes, under ``output_uri`` (names: :mod:`helpers.layout`; all replaced by a ne
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import platform
@@ -28,7 +29,7 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, layout, storage
 from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
-from helpers.chain.models import get_backbone, resolve_weights
+from helpers.chain.models import FeatureSpec, resolve_weights
 from helpers.layout import OutputLayout
 from helpers.observe import plots
 from helpers.spark_session import get_spark
@@ -50,6 +51,9 @@ class RunParams:
     model_name: str = defaults.MODEL_NAME
     weights: str | None = defaults.WEIGHTS
     batch_size: int = defaults.BATCH_SIZE
+    input_size: int = defaults.INPUT_SIZE
+    runtime: str = defaults.RUNTIME
+    precision: str = defaults.PRECISION
     variance_threshold: float = defaults.VARIANCE_THRESHOLD
     k: int | None = None
     num_partitions: int | None = None
@@ -63,7 +67,9 @@ class RunParams:
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
-        get_backbone(self.model_name)
+        spec = self.spec()
+        if spec.runtime == "openvino" and self.weights == "random":
+            raise ValueError("runtime openvino needs pretrained weights, not random ones")
         if int(self.batch_size) <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         reduce.validate_threshold(self.variance_threshold)
@@ -76,6 +82,10 @@ class RunParams:
         self.weights_file()
         return self
 
+    def spec(self) -> FeatureSpec:
+        """How the features are computed (raises ValueError for a bad choice)."""
+        return FeatureSpec(self.model_name, self.input_size, self.runtime, self.precision)
+
     def weights_file(self) -> str | None:
         """The weight file, looked up once (None for random weights).
 
@@ -83,7 +93,7 @@ class RunParams:
             helpers.chain.models.WeightsNotFoundError: no such file, and none to download.
         """
         if self._weights_file is _UNRESOLVED:
-            self._weights_file = resolve_weights(get_backbone(self.model_name), self.weights)
+            self._weights_file = resolve_weights(self.spec().backbone, self.weights)
         return self._weights_file
 
 
@@ -163,7 +173,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
         n_todo = todo.count() if previous is not None else None
         features = featurize.add_features(
-            todo, params.model_name, weights_path or "random", int(params.batch_size)
+            todo, params.spec(), weights_path or "random", int(params.batch_size)
         )
         if reused is not None:
             features = features.unionByName(reused)
@@ -187,6 +197,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         failure_reasons=reasons,
         files=files,
         weights_path=weights_path,
+        manifest=manifest,
         timings=timings,
         spark_version=spark.version,
         features_uri=out.features,
@@ -206,28 +217,37 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
 def features_manifest(params: RunParams, weights_path: str | None, spark_version: str) -> dict:
     """How features are made: what a later step (PCA, recognizer, incremental run) must know and
     match, kept inside ``features/`` (:meth:`helpers.layout.OutputLayout.write_manifest`)."""
-    from importlib.metadata import PackageNotFoundError, version
+    spec = params.spec()
+    if spec.runtime == "openvino":
+        from helpers.chain import runtimes
 
-    backbone = get_backbone(params.model_name)
-    try:
-        tensorflow = version("tensorflow")
-    except PackageNotFoundError:
-        tensorflow = None
+        precision, reason = runtimes.effective_precision(spec.precision)
+        if reason:
+            log.warning("%s", reason)
+        spec = dataclasses.replace(spec, precision=precision)
     return {
-        "backbone": backbone.name,
+        **spec.manifest(),
         "weights": params.weights if params.weights in ("imagenet", "random") else "file",
         "weights_file": storage.redact(weights_path).rsplit("/", 1)[-1] if weights_path else None,
         "weights_sha256": _sha256(weights_path) if weights_path else None,
-        "input_size": list(backbone.input_size),
-        "precision": "float32",
-        "runtime": {
-            "tensorflow": tensorflow,
+        "versions": {
+            "tensorflow": _version("tensorflow"),
+            "openvino": _version("openvino") if spec.runtime == "openvino" else None,
             "spark": spark_version,
             "python": platform.python_version(),
         },
         "input": storage.redact(params.input_uri),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _sha256(uri: str) -> str:
@@ -291,15 +311,15 @@ def reduce_features(
 
 def _previous_features(spark: SparkSession, out: OutputLayout, manifest: dict) -> DataFrame | None:
     """The last run's features, if they exist and were made the same way (same backbone,
-    weights and input size, by their manifest)."""
+    weights, input size, runtime and precision, by their manifest)."""
     try:
         last = out.read_manifest()
         previous = spark.read.parquet(out.spark(layout.FEATURES))
     except (AnalysisException, FileNotFoundError):
         log.info("incremental: no previous features under %s; featurizing all", out.root)
         return None
-    same = ("backbone", "weights_sha256", "input_size")
-    if any(last.get(key) != manifest[key] for key in same):
+    same_spec = FeatureSpec.from_manifest(last) == FeatureSpec.from_manifest(manifest)
+    if not same_spec or last.get("weights_sha256") != manifest["weights_sha256"]:
         log.info("incremental: previous features were made another way; featurizing all")
         return None
     return previous

@@ -25,12 +25,14 @@ def extraction_report(
     failure_reasons: dict[str, int],
     files: dict,
     weights_path: str | None,
+    manifest: dict,
     timings: dict[str, float],
     spark_version: str,
     features_uri: str,
     listing_uri: str,
 ) -> dict:
-    """The report after feature extraction (JSON-ready)."""
+    """The report after feature extraction (JSON-ready); ``manifest`` says how the features
+    were made (the precision is the one that ran, which a CPU may have lowered)."""
     n_images = sum(c["images"] for c in counts)
     n_ok = sum(c["ok"] for c in counts)
     featurize_s = timings.get("featurize") or 0.0
@@ -62,6 +64,9 @@ def extraction_report(
             "name": params.model_name,
             "weights": params.weights if params.weights in ("imagenet", "random") else "file",
             "weights_file": storage.redact(weights_path) if weights_path else None,
+            "input_size": manifest["input_size"][0],
+            "runtime": manifest["runtime"],
+            "precision": manifest["precision"],
         },
         "timings_s": dict(timings),
         "throughput_images_per_s": round(n_images / featurize_s, 2) if featurize_s else None,

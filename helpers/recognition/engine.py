@@ -21,6 +21,7 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, storage
 from helpers.chain import ingest, reduce, report
+from helpers.chain.models import FeatureSpec
 from helpers.layout import (
     CONFUSION_FIGURE,
     FEATURES,
@@ -123,6 +124,10 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     )
     recognizer.settings["weights"] = manifest.get("weights")
     recognizer.settings["weights_file"] = manifest.get("weights_file")
+    spec = FeatureSpec.from_manifest(manifest)
+    recognizer.settings.update(
+        input_size=spec.input_size, runtime=spec.runtime, precision=spec.precision
+    )
     with out.staged(RECOGNIZER) as staging:
         classify.save_recognizer(recognizer, staging.path(RECOGNIZER))
     timings["train"] = round(time.perf_counter() - started, 3)

@@ -9,6 +9,7 @@ gets an error of its own; the others are still answered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 from helpers import defaults, storage
 from helpers.chain import images, inference
-from helpers.chain.models import get_backbone, resolve_weights
+from helpers.chain.models import FeatureSpec, resolve_weights
 from helpers.recognition import arrays
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,21 @@ class Prediction:
 class PhotoRecognizer:
     """A saved recognizer and its CNN, loaded once."""
 
-    def __init__(self, recognizer_uri: str, weights: str | None = "imagenet", batch_size: int = 16):
+    def __init__(
+        self,
+        recognizer_uri: str,
+        weights: str | None = "imagenet",
+        batch_size: int = 16,
+        runtime: str | None = None,
+        precision: str | None = None,
+        allow_mismatch: bool = False,
+    ):
         """Load ``<recognizer_uri>/recognizer.json`` and ``model.npz`` (local or s3://) and
-        build the CNN named there with ``weights`` (:func:`helpers.chain.models.resolve_weights`).
+        build the CNN named there with ``weights`` (:func:`helpers.chain.models.resolve_weights`),
+        at the input size, runtime and precision the recognizer's features were made with.
+
+        ``runtime`` or ``precision`` other than those is refused (its features would not be
+        the ones the classifier learnt) unless ``allow_mismatch``.
         """
         started = time.perf_counter()
         if int(batch_size) < 1:
@@ -69,13 +82,14 @@ class PhotoRecognizer:
                 f"{storage.redact(arrays_uri)} is missing: this recognizer was saved without its "
                 "arrays; train it again with notebook 05_recognition or helpers recognize"
             ) from None
-        self.backbone = get_backbone(self.metadata["model_name"])
+        settings = self.metadata.get("settings", {})
+        self.spec = _spec(self.metadata, runtime, precision, allow_mismatch)
+        self.backbone = self.spec.backbone
         if self.model.feature_dim != self.backbone.feature_dim:
             raise ValueError(
                 f"recognizer expects {self.model.feature_dim} features, "
                 f"{self.backbone.name} gives {self.backbone.feature_dim}"
             )
-        settings = self.metadata.get("settings", {})
         if settings.get("weights") == "random":
             raise ValueError(
                 "this recognizer was trained on features of randomly initialised weights, "
@@ -89,7 +103,7 @@ class PhotoRecognizer:
                 trained_with,
                 Path(weights_path).name,
             )
-        self._infer = inference.load_inference_fn(self.backbone.name, weights_path)
+        self._infer = inference.load_inference_fn(self.spec, weights_path)
         self.load_seconds = time.perf_counter() - started
 
     @property
@@ -168,6 +182,38 @@ def _read(photo: str) -> tuple[bytes | None, str | None]:
         return None, "is a folder, not a photo"
     except Exception as err:  # any storage failure (permissions, S3 errors) is this photo's
         return None, f"cannot read file: {getattr(err, 'strerror', None) or err}"
+
+
+def _spec(
+    metadata: dict, runtime: str | None, precision: str | None, allow_mismatch: bool
+) -> FeatureSpec:
+    """The recognizer's feature spec, with the runtime or precision asked for if allowed."""
+    settings = metadata.get("settings", {})
+    trained = FeatureSpec.from_manifest(
+        {
+            "backbone": metadata["model_name"],
+            "input_size": [settings.get("input_size", defaults.INPUT_SIZE)],
+            "runtime": settings.get("runtime", "tensorflow"),
+            "precision": settings.get("precision", "fp32"),
+        }
+    )
+    wanted = {
+        "runtime": runtime or trained.runtime,
+        "precision": precision or (trained.precision if runtime in (None, trained.runtime)
+                                   else defaults.PRECISION),
+    }  # fmt: skip
+    changed = {k: v for k, v in wanted.items() if v != getattr(trained, k)}
+    if not changed:
+        return trained
+    said = ", ".join(f"{k} {getattr(trained, k)}" for k in changed)
+    asked = ", ".join(f"{k} {v}" for k, v in changed.items())
+    if not allow_mismatch:
+        raise ValueError(
+            f"the recognizer's features were made with {said}, not {asked}; "
+            "answers would differ from its evaluation (--allow-mismatch to answer anyway)"
+        )
+    log.warning("answering with %s; the recognizer's features were made with %s", asked, said)
+    return dataclasses.replace(trained, **changed)
 
 
 def _read_metadata(recognizer_uri: str) -> dict:

@@ -1,0 +1,119 @@
+"""EMR sizing model: predicted wall time and cost of a run, from this machine's measurements.
+
+    python benchmarks/sizing.py   # reads output/benchmarks/{modes,scale,featurize}_bench.json
+
+Model, per mode (default, fast):
+
+    wall(N images, n core nodes of v vCPUs) = F + N / (n * v * r) + S
+    cost = (n + 1 primary) * (EC2 + EMR price per hour) * (wall + start) / 3600
+
+- ``F`` fixed cost and ``r`` images/s per vCPU: the linear fit of ``helpers run``'s wall time
+  over two sizes measured here (``modes_bench.json`` at 7,200, ``scale_bench.json`` at 90,000);
+- the rate scales with the vCPUs: the images are independent and the driver's own work (the
+  listing, the PCA's solve) is in ``F``. ``r`` is measured with both cores busy, so it already
+  pays for two workers sharing a machine;
+- ``S`` the EMR step's own start (YARN application, cluster deploy mode) and ``start`` the
+  cluster's provisioning and bootstrap, both inputs (options), not measured here;
+- prices are inputs too (defaults: approximate on-demand list prices; set your region's).
+
+The model checks itself on what can be measured here: with the default mode's ``F`` and ``r``
+it predicts the standalone cluster's runs with 1 and 2 executors of 1 core
+(``featurize_bench.json``) and prints the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from helpers import config
+
+ROOT = config.PROJECT_ROOT
+
+#: instance type -> (vCPUs, EC2 $/h, EMR $/h): inputs, approximate on-demand list prices.
+INSTANCES = {"m5.xlarge": (4, 0.192, 0.048), "c5.2xlarge": (8, 0.34, 0.085)}
+SIZES = (90_000, 1_000_000, 10_000_000)
+NODES = (2, 4, 8, 16)
+
+
+def fit(points: list[tuple[int, float]], cores: int) -> tuple[float, float]:
+    """``(F seconds, r images/s per core)`` from ``(images, wall seconds)`` at two sizes."""
+    (n0, t0), (n1, t1) = sorted(points)[0], sorted(points)[-1]
+    per_image = (t1 - t0) / (n1 - n0)
+    return t0 - n0 * per_image, 1.0 / per_image / cores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench-dir", default=str(ROOT / "output" / "benchmarks"))
+    parser.add_argument("--cores", type=int, default=2, help="cores of the measuring machine")
+    parser.add_argument("--step-start-s", type=float, default=30.0,
+                        help="an EMR step's own start, YARN cluster mode (input)")  # fmt: skip
+    parser.add_argument("--cluster-start-min", type=float, default=10.0,
+                        help="cluster provisioning + bootstrap, billed (input)")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", default=["default", "openvino-128"])
+    args = parser.parse_args(argv)
+    bench = Path(args.bench_dir)
+    try:
+        modes = {r["mode"]: r for r in json.loads((bench / "modes_bench.json").read_text())}
+        scale = json.loads((bench / "scale_bench.json").read_text())
+        executors = json.loads((bench / "featurize_bench.json").read_text())["executors"]
+    except FileNotFoundError as err:
+        print(f"error: {err.filename} missing: run make bench first", file=sys.stderr)
+        return 2
+
+    inputs = {}
+    for mode in args.modes:
+        points = [(modes[mode]["images"], modes[mode]["wall_s"])]
+        points += [(r["images"], r["wall_s"]) for r in scale if r["mode"] == mode]
+        if len(points) < 2:
+            print(
+                f"error: {mode}: one size measured; run benchmarks/scale_bench.py", file=sys.stderr
+            )
+            return 2
+        fixed, rate = fit(points, args.cores)
+        inputs[mode] = (fixed, rate)
+        print(f"{mode}: F = {fixed:.1f} s fixed, r = {rate:.1f} images/s per vCPU "
+              f"(from {', '.join(f'{n:,} in {t:.0f} s' for n, t in sorted(points))})")  # fmt: skip
+
+    # Self-check: the standalone cluster's 1- and 2-executor runs, predicted.
+    fixed, rate = inputs.get("default", next(iter(inputs.values())))
+    for run in sorted(executors, key=lambda r: r["executors"]):
+        images = round(run["images_per_s"] * run["wall_s"])
+        predicted = fixed + images / (run["executors"] * rate)
+        print(f"self-check: {run['executors']} executor(s) x 1 core, {images:,} images: "
+              f"predicted {predicted:.1f} s, measured {run['wall_s']:.1f} s "
+              f"({(predicted / run['wall_s'] - 1) * 100:+.0f} %)")  # fmt: skip
+
+    rows = []
+    print(f"\n{'mode':<13} {'instance':<11} {'nodes':>5} " +
+          " ".join(f"{n:>18,}" for n in SIZES))  # fmt: skip
+    for mode, (fixed, rate) in inputs.items():
+        for instance, (vcpus, ec2, emr) in INSTANCES.items():
+            for nodes in NODES:
+                cells = []
+                for n in SIZES:
+                    wall = fixed + n / (nodes * vcpus * rate) + args.step_start_s
+                    cost = (nodes + 1) * (ec2 + emr) * (wall + args.cluster_start_min * 60) / 3600
+                    rows.append({"mode": mode, "instance": instance, "nodes": nodes,
+                                 "images": n, "wall_s": wall, "cost_usd": cost})  # fmt: skip
+                    cells.append(f"{_duration(wall):>9} ${cost:>7.2f}")
+                print(f"{mode:<13} {instance:<11} {nodes:>5} " + " ".join(cells))
+    (bench / "sizing.json").write_text(json.dumps(
+        {"inputs": inputs, "rows": rows}, indent=2))  # fmt: skip
+    print(
+        f"\nwall = F + N / (nodes x vCPUs x r x e) + {args.step_start_s:.0f} s step start; "
+        f"cost adds {args.cluster_start_min:.0f} min of cluster start, primary node included"
+    )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
