@@ -28,10 +28,11 @@ import psutil
 
 from helpers import config, defaults
 from helpers.chain import featurize, images, inference, ingest, reduce
-from helpers.chain.models import get_backbone, resolve_weights
+from helpers.chain.models import FeatureSpec, get_backbone, resolve_weights
 from helpers.spark_session import get_spark
 
 BATCH = defaults.BATCH_SIZE
+SPEC = FeatureSpec()
 
 
 def make_dataset(target: Path, size: int, sample: Path) -> Path:
@@ -112,14 +113,16 @@ def plain_loop(sample: Path, n: int, threads: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def spark_run(dataset: Path, output: Path, master: str, conf: dict | None = None) -> dict:
+def spark_run(
+    dataset: Path, output: Path, master: str, conf: dict | None = None, spec: FeatureSpec = SPEC
+) -> dict:
     """One featurization through Spark, in a fresh session; wall time and memory."""
     with RssSampler() as rss:
         start = time.perf_counter()
         settings = {"spark.ui.enabled": "false", **(conf or {})}
         spark = get_spark(master, app_name="featurize-bench", conf=settings)
         listed = ingest.list_images(spark, str(dataset), str(output) + ".listing")
-        df = featurize.add_features(listed.images, batch_size=BATCH)
+        df = featurize.add_features(listed.images, spec, batch_size=BATCH)
         df.write.mode("overwrite").parquet(str(output))
         rows = spark.read.parquet(str(output)).count()
         wall = time.perf_counter() - start
@@ -128,7 +131,7 @@ def spark_run(dataset: Path, output: Path, master: str, conf: dict | None = None
             "worker_rss_mb": rss.worker / 2**20}  # fmt: skip
 
 
-def executors_run(dataset: Path, output: Path, size: int) -> list[dict]:
+def executors_run(dataset: Path, output: Path, size: int, spec: FeatureSpec = SPEC) -> list[dict]:
     """The same featurization on a standalone cluster (2 workers x 1 core on 127.0.0.1),
     with 1 then 2 executors."""
     sys.path.insert(0, str(config.PROJECT_ROOT))  # the tests' cluster helper, from a clone
@@ -139,7 +142,7 @@ def executors_run(dataset: Path, output: Path, size: int) -> list[dict]:
         for executors in (1, 2):
             conf = {"spark.cores.max": str(executors), "spark.executor.cores": "1",
                     "spark.executor.memory": "2g"}  # fmt: skip
-            run = spark_run(dataset, output, master, conf)
+            run = spark_run(dataset, output, master, conf, spec)
             assert run["rows"] == size, run
             results.append({"executors": executors, "wall_s": run["wall_s"],
                             "images_per_s": size / run["wall_s"]})  # fmt: skip
@@ -186,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         default=2000,
         help="images for the 1 vs 2 executors comparison (0: skip)",
     )
+    parser.add_argument("--input-size", type=int, default=defaults.INPUT_SIZE)
+    parser.add_argument("--runtime", default=defaults.RUNTIME, choices=defaults.RUNTIMES)
     parser.add_argument("--out", default=str(config.PROJECT_ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
+    spec = FeatureSpec(input_size=args.input_size, runtime=args.runtime)
+    mode = "default" if spec == SPEC else f"{spec.runtime}-{spec.input_size}"
     if len(args.sizes) < 2:
         parser.error("give at least two --sizes for the linear fit")
     sample = config.fruits360_sample_dir()
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         spark_run(make_dataset(work / "warm-up", 64, sample), work / "out-warm-up", args.master)
         for size in args.sizes:
             dataset = make_dataset(work / f"data-{size}", size, sample)
-            result = spark_run(dataset, work / f"out-{size}", args.master)
+            result = spark_run(dataset, work / f"out-{size}", args.master, spec=spec)
             assert result["rows"] == size, result
             result.update(size=size, images_per_s=size / result["wall_s"])
             result["ratio"] = result["images_per_s"] / plain
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         scaling = []
         if args.executors_size:
             dataset = make_dataset(work / "data-executors", args.executors_size, sample)
-            scaling = executors_run(dataset, work / "out-executors", args.executors_size)
+            scaling = executors_run(dataset, work / "out-executors", args.executors_size, spec)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -254,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     summary = {
+        "mode": mode,
         "plain_images_per_s": plain,
         "runs": rows,
         "fixed_s": fixed,

@@ -6,7 +6,8 @@
 Runs, one after the other on the same folder:
 
 - the plain Keras-224 loop: one process, Pillow decode + resize, MobileNetV2 as a
-  ``tf.function``, batches of 64; timed from the first file read (model already built);
+  ``tf.function``, batches of 64; timed from the first file read (model already built); then
+  the same with TensorFlow's oneDNN kernels, which the project's TensorFlow workers turn on;
 - the reference approach of published solutions (``benchmarks/reference_approach.py``);
 - ``python -m helpers run`` as a user runs it (JVM start, listing, features, PCA, reports),
   in the default mode and in each fast mode (input size x runtime x precision).
@@ -57,8 +58,9 @@ def _option(options: list[str], name: str, default):
     return type(default)(options[options.index(name) + 1]) if name in options else default
 
 
-def plain_keras_loop(dataset: Path, out: Path) -> dict:
-    """The plain loop in a fresh process; its features are kept for the probe."""
+def plain_keras_loop(dataset: Path, out: Path, onednn: bool = False) -> dict:
+    """The plain loop in a fresh process, with TensorFlow's default kernels (or oneDNN's, as
+    the project's workers use them); its features are kept for the probe."""
     code = f"""
 import json, os, time
 import numpy as np, pandas as pd
@@ -82,7 +84,7 @@ seconds = time.perf_counter() - start
 pd.DataFrame({{"path": files, "features": features}}).to_parquet({str(out)!r})
 print(json.dumps({{"images": len(files), "seconds": seconds}}))
 """
-    done = _run([sys.executable, "-c", code])
+    done = _run([sys.executable, "-c", code], {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else ""})
     result = json.loads(done.splitlines()[-1])
     return {"images": result["images"], "wall_s": result["seconds"], "features": out}
 
@@ -112,8 +114,13 @@ def helpers_run(dataset: Path, out: Path, options: list[str]) -> dict:
     }
 
 
-def _run(command: list[str]) -> str:
+def _run(command: list[str], extra_env: dict[str, str] | None = None) -> str:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    for name, value in (extra_env or {}).items():
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed:\n{done.stderr[-3000:]}")
@@ -180,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=7200)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--no-reference", action="store_true", help="skip the reference approach")
+    parser.add_argument("--no-onednn-loop", action="store_true",
+                        help="skip the plain loop with TensorFlow's oneDNN kernels")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
     sample = config.fruits360_sample_dir()
@@ -210,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = make_dataset(work / "images", args.images, sample)
         runs = [("plain Keras-224 loop", lambda: plain_keras_loop(dataset, work / "plain.parquet"),
                  [])]  # fmt: skip
+        if not args.no_onednn_loop:
+            onednn = work / "plain-onednn.parquet"
+            runs.append(("plain loop, oneDNN on",
+                         lambda: plain_keras_loop(dataset, onednn, True), []))  # fmt: skip
         if not args.no_reference:
             runs.append(("reference approach", lambda: reference(dataset, work / "reference"), []))
         for mode in modes:

@@ -16,9 +16,9 @@ Model, per mode (default, fast):
   cluster's provisioning and bootstrap, both inputs (options), not measured here;
 - prices are inputs too (defaults: approximate on-demand list prices; set your region's).
 
-The model checks itself on what can be measured here: with the default mode's ``F`` and ``r``
-it predicts the standalone cluster's runs with 1 and 2 executors of 1 core
-(``featurize_bench.json``) and prints the error.
+The model checks itself on what can be measured here: with ``F`` and ``r`` of the mode the
+standalone cluster ran (``featurize_bench.py --runtime/--input-size``) it predicts its runs
+with 1 and 2 executors of 1 core (``featurize_bench.json``) and prints the error.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         modes = {r["mode"]: r for r in json.loads((bench / "modes_bench.json").read_text())}
         scale = json.loads((bench / "scale_bench.json").read_text())
-        executors = json.loads((bench / "featurize_bench.json").read_text())["executors"]
+        measured = json.loads((bench / "featurize_bench.json").read_text())
+        executors, executors_mode = measured["executors"], measured.get("mode", "default")
     except FileNotFoundError as err:
         print(f"error: {err.filename} missing: run make bench first", file=sys.stderr)
         return 2
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(from {', '.join(f'{n:,} in {t:.0f} s' for n, t in sorted(points))})")  # fmt: skip
 
     # Self-check: the standalone cluster's 1- and 2-executor runs, predicted.
-    fixed, rate = inputs.get("default", next(iter(inputs.values())))
+    if executors_mode not in inputs:
+        print(f"error: the executors were measured in mode {executors_mode}; add it to --modes",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    fixed, rate = inputs[executors_mode]
     for run in sorted(executors, key=lambda r: r["executors"]):
         images = round(run["images_per_s"] * run["wall_s"])
         predicted = fixed + images / (run["executors"] * rate)

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Spark binds to the first non-loopback address when the host name resolves to 127.0.0.1;
 # the tests' drivers, executors and clusters stay on loopback.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# TensorFlow's kernels as the project's workers and `predict` choose them
+# (helpers.chain.inference), also when a test imports TensorFlow before loading a model.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _require(path: Path | None, what: str) -> Path:

@@ -29,9 +29,10 @@ def test_readme_commands_are_the_makefile_targets():
 
 @pytest.mark.slow
 def test_main_job_on_data_sample(tmp_path):
-    """What `make run-cli` runs, on the default input, into a temporary output folder."""
+    """What `make run-cli` runs, on the default input, into a temporary output folder, in the
+    fast mode (the default mode runs in the notebooks' tests and the EMR rehearsal)."""
     out = tmp_path / "output"
-    done = helpers_cli("run", "--output", str(out))
+    done = helpers_cli("run", "--output", str(out), "--runtime", "openvino", "--input-size", "128")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["images"] == summary["featurized"] == 132
@@ -44,6 +45,7 @@ def test_main_job_on_data_sample(tmp_path):
     assert report["model"]["weights_file"].endswith(
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     )
+    assert (report["model"]["runtime"], report["model"]["input_size"]) == ("openvino", 128)
     assert "stage featurize: done" in done.stderr
     assert list((out / "spark-events").iterdir())
 
@@ -55,6 +57,7 @@ def test_main_job_on_data_sample(tmp_path):
     assert 5 <= summary["clusters"] <= 7
     settings = json.loads((out / "recognizer" / "recognizer.json").read_text())["settings"]
     assert settings["weights"] == "imagenet" and settings["weights_file"].endswith("_no_top.h5")
+    assert (settings["runtime"], settings["input_size"]) == ("openvino", 128)  # for predict
     assert (out / "confusion_matrix.png").stat().st_size > 10_000
 
     missing = helpers_cli("recognize", "--output", str(tmp_path / "nothing"))

@@ -79,8 +79,11 @@ def test_background_swap_probe_separates_imagenet_from_random_weights(
     colour statistics suffice. Here each query image is put on a textured background first and
     matched against the plain references, which only learnt features survive (measured:
     ImageNet 0.75, random 0.21-0.41)."""
-    labels = sample_features["label"].to_numpy()
-    plain = [storage.local_path(p).read_bytes() for p in sample_features["path"]]
+    # every other image (480, 20 per class): half the model calls, the same contrast
+    subset = np.arange(0, len(sample_features), 2)
+    labels = sample_features["label"].to_numpy()[subset]
+    paths = sample_features["path"].to_numpy()[subset]
+    plain = [storage.local_path(p).read_bytes() for p in paths]
     swapped = [mk.on_textured_background(data, seed) for seed, data in enumerate(plain)]
 
     def features(model_fn, contents):
@@ -89,7 +92,7 @@ def test_background_swap_probe_separates_imagenet_from_random_weights(
 
     pretrained = load_inference_fn("mobilenet_v2", mobilenet_weights)
     imagenet = one_shot_accuracy(
-        feature_matrix(sample_features), labels, features(pretrained, swapped)
+        feature_matrix(sample_features)[subset], labels, features(pretrained, swapped)
     )
     keras.utils.set_random_seed(0)
     untrained = load_inference_fn("mobilenet_v2", None)

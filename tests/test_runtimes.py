@@ -134,12 +134,13 @@ def test_openvino_fp32_features_equal_keras(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", defaults.RUNTIMES)
 def test_every_size_gives_the_documented_dimension_and_the_same_labels(
-    fruits_sample, mobilenet_weights, runtime
+    fruits_sample, mobilenet_weights
 ):
     """Nearest class centroid (cosine) of one held-out photo per class, at each size: the
-    documented dimension, and the same (right) label for every photo of the fixed set."""
+    documented dimension, and the same (right) label for every photo of the fixed set. (OpenVINO
+    at a size gives Keras's features within 1e-4: the test above.)"""
+    runtime = "tensorflow"
     classes, queries, refs = _fixed_set(fruits_sample)
     answers = {}
     for size in get_backbone("mobilenet_v2").sizes:

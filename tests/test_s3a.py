@@ -77,6 +77,11 @@ def _cli(s3a, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+#: The fast mode: the driver converts the model for OpenVINO and ships it to the executors,
+#: which read the images from S3 (the default mode runs on S3 in the EMR rehearsal).
+FAST = ("--runtime", "openvino", "--input-size", "96")
+
+
 def _keys(client, prefix: str) -> list[str]:
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
@@ -94,7 +99,7 @@ def s3a_chain(s3a):
     assert _keys(client, "logs/") == []  # the event-log prefix does not exist yet
     out = f"s3a://{BUCKET}/output"
     run = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", out,
-               "--weights", s3a["weights"], "--master", "local[2]",
+               "--weights", s3a["weights"], "--master", "local[2]", *FAST,
                "--event-log-dir", f"s3a://{BUCKET}/logs/spark-events/")  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
     recognize = _cli(s3a, "recognize", "--output", out, "--master", "local[2]")
@@ -132,7 +137,8 @@ def test_incremental_rerun_on_s3(s3a, s3a_chain):
     new_key = "input/Training/" + source[0].parent.name + "/zz-new-photo" + source[0].suffix
     client.put_object(Bucket=BUCKET, Key=new_key, Body=source[0].read_bytes())
     done = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", s3a_chain["out"],
-                "--weights", s3a["weights"], "--master", "local[2]", "--incremental")  # fmt: skip
+                "--weights", s3a["weights"], "--master", "local[2]", "--incremental",
+                *FAST)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     report = _report(client, "output/run_report.json")
     assert report["images"]["featurized_this_run"] == 1
