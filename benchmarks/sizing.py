@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     (bench / "sizing.json").write_text(json.dumps(
         {"inputs": inputs, "rows": rows}, indent=2))  # fmt: skip
     print(
-        f"\nwall = F + N / (nodes x vCPUs x r x e) + {args.step_start_s:.0f} s step start; "
+        f"\nwall = F + N / (nodes x vCPUs x r) + {args.step_start_s:.0f} s step start; "
         f"cost adds {args.cluster_start_min:.0f} min of cluster start, primary node included"
     )
     return 0
