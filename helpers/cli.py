@@ -208,11 +208,15 @@ def _add_feature_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The project's own progress at INFO; other libraries at WARNING: py4j logs the reset of an
+    # idle pooled connection, with its traceback, at INFO on the root logger, harmless (the
+    # call is retried on a new connection) and alarming in a successful run's output.
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("helpers").setLevel(logging.INFO)
     try:
         if args.command == "run":
             return _run(args)

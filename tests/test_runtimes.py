@@ -187,3 +187,10 @@ def test_openvino_workers_never_import_tensorflow(fruits_sample, mobilenet_weigh
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["loaded"] == [] and result["dim"] == 1280, done.stderr[-2000:]
     print(f"OpenVINO worker: first features {result['seconds']:.2f} s after start")
+
+
+def test_openvino_refuses_random_weights_before_any_work():
+    with pytest.raises(ValueError, match="runtime openvino needs pretrained weights"):
+        inference.load_inference_fn(FeatureSpec(runtime="openvino"), None)
+    with pytest.raises(ValueError, match="runtime openvino needs pretrained weights"):
+        runtimes.openvino_ir(FeatureSpec().backbone, None)

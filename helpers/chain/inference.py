@@ -31,9 +31,7 @@ def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_thread
     if spec.runtime == "openvino":
         from helpers.chain import runtimes
 
-        if model_file is None:
-            raise ValueError("runtime openvino needs pretrained weights, not random ones")
-        if not str(model_file).endswith(".xml"):
+        if model_file is None or not str(model_file).endswith(".xml"):
             model_file = str(runtimes.openvino_ir(spec.backbone, model_file))
         return runtimes.load_openvino_fn(model_file, spec.precision, tf_threads)
     return _load_tensorflow_fn(spec.backbone, model_file, tf_threads)

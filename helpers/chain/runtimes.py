@@ -40,16 +40,6 @@ def _openvino():
     return openvino
 
 
-def openvino_version() -> str | None:
-    """The installed OpenVINO version, or None."""
-    try:
-        from importlib.metadata import version
-
-        return version("openvino")
-    except Exception:
-        return None
-
-
 def effective_precision(precision: str) -> tuple[str, str | None]:
     """The precision this CPU can run, and why it differs from the one asked for (or None)."""
     need = _NEEDS.get(precision)
@@ -64,13 +54,16 @@ def effective_precision(precision: str) -> tuple[str, str | None]:
     )
 
 
-def openvino_ir(backbone: Backbone, weights: str) -> Path:
+def openvino_ir(backbone: Backbone, weights: str | None) -> Path:
     """The backbone converted to OpenVINO IR at its input size (``.xml``; ``.bin`` beside),
     from the cache or converted now (a few seconds, TensorFlow needed) and cached.
 
-    ``weights`` is the weight file, local or on S3; the IR's name carries the backbone, the
+    ``weights`` is the weight file, local or on S3 (None, random weights, is refused: there
+    is nothing to convert that a later run could match); the IR's name carries the backbone, the
     size and a digest of the file's bytes, so another weight file never reuses it.
     """
+    if weights is None:
+        raise ValueError("runtime openvino needs pretrained weights, not random ones")
     ov = _openvino()
     data = storage.read_bytes(weights)
     digest = hashlib.sha256(data).hexdigest()[:16]
