@@ -67,23 +67,25 @@ class RssSampler:
         while not self._stop.is_set():
             try:
                 driver, workers = self.root.memory_info().rss, 0
-                for child in self.root.children(recursive=True):
+                children = self.root.children(recursive=True)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                break  # the measured process has ended
+            for child in children:
+                # Short-lived children (forked workers, shell helpers) may end between the
+                # listing and the reading: skip them, keep the sample.
+                try:
                     cmd = " ".join(child.cmdline())
                     rss = child.memory_info().rss
-                    if (
-                        "pyspark.daemon" in cmd
-                        or "pyspark/worker" in cmd
-                        or "pyspark.worker" in cmd
-                    ):
-                        self.worker = max(self.worker, rss)
-                        workers += rss
-                    elif "java" in cmd:
-                        driver += rss
-                self.driver = max(self.driver, driver)
-                self.workers = max(self.workers, workers)
-                self.timeline.append((time.perf_counter() - started, driver, workers))
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                if "pyspark.daemon" in cmd or "pyspark/worker" in cmd or "pyspark.worker" in cmd:
+                    self.worker = max(self.worker, rss)
+                    workers += rss
+                elif "java" in cmd:
+                    driver += rss
+            self.driver = max(self.driver, driver)
+            self.workers = max(self.workers, workers)
+            self.timeline.append((time.perf_counter() - started, driver, workers))
             time.sleep(self.interval)
 
     def __enter__(self) -> RssSampler:

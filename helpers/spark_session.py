@@ -12,6 +12,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -182,3 +184,27 @@ def _runs_on_this_machine(master: str) -> bool:
 def default_parallelism(spark: SparkSession) -> int:
     """Number of task slots Spark reports (at least 1)."""
     return max(1, int(spark.sparkContext.defaultParallelism))
+
+
+#: Local properties Spark shows as a job's group and description (UI, event log, REST API).
+_GROUP, _DESCRIPTION = "spark.jobGroup.id", "spark.job.description"
+
+
+@contextmanager
+def jobs_named(spark: SparkSession, description: str, group: str | None = None) -> Iterator[None]:
+    """Name the Spark jobs started inside the block, so the Spark UI, the event log and the
+    monitoring notebook say what each job did ("featurize: ...", "PCA: covariance pass").
+
+    ``group`` (a short stage name) is kept for nested blocks that only change the description.
+    The previous names are restored on exit.
+    """
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty(_GROUP), sc.getLocalProperty(_DESCRIPTION)
+    if group is not None:
+        sc.setLocalProperty(_GROUP, group)
+    sc.setLocalProperty(_DESCRIPTION, description)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty(_GROUP, previous[0])
+        sc.setLocalProperty(_DESCRIPTION, previous[1])

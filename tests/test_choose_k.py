@@ -26,3 +26,24 @@ def test_unreachable_threshold_keeps_all_components():
 def test_threshold_outside_unit_interval_is_refused(bad):
     with pytest.raises(ValueError, match="variance_threshold"):
         validate_threshold(bad)
+
+
+def test_moments_merged_by_partition_equal_the_whole():
+    """Partitions of any size (an empty one too), merged in any order, give the moments and
+    the standardized covariance of the whole matrix, even far from the origin."""
+    from helpers.chain.reduce import Moments
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)) * [1, 2, 3, 4, 5, 6] + 1e6
+    x[:, 5] = 7.0  # a constant column
+    parts = [x[:1], x[1:1], x[1:120], x[120:500]]
+    merged = Moments.of(parts[3])
+    for part in parts[:3]:
+        merged = Moments.of(part).merge(merged)
+    mean, std, covariance = merged.standardized()
+    assert merged.n == 500
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, x.std(axis=0, ddof=1), rtol=1e-9, atol=1e-9)
+    expected = np.corrcoef(x[:, :5], rowvar=False)
+    np.testing.assert_allclose(covariance[:5, :5], expected, atol=1e-9)
+    assert np.all(covariance[5] == 0) and np.all(covariance[:, 5] == 0)

@@ -224,6 +224,17 @@ def test_reconcile_adds_up_and_refuses_a_mismatch():
         inputs.reconcile(summary, ok=5, failed=1, not_run=0)
 
 
+def test_outcomes_from_counts_refuse_missing_or_extra_rows():
+    counts = [{"ok": 3, "failed": 1}, {"ok": 2, "failed": 0}]
+    assert inputs.outcomes(counts, to_read=6, sampled=False) == (5, 1, 0)
+    assert inputs.outcomes(counts, to_read=9, sampled=True) == (5, 1, 3)
+    # A lost partition is a defect, not "left out by sample_fraction".
+    with pytest.raises(AssertionError, match="9 images listed but 6 result rows: 3 missing"):
+        inputs.outcomes(counts, to_read=9, sampled=False)
+    with pytest.raises(AssertionError, match="2 extra"):
+        inputs.outcomes(counts, to_read=4, sampled=True)
+
+
 def test_listing_lists_are_capped_but_counts_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs, "MAX_EXAMPLES", 3)
     root = tmp_path / "in"

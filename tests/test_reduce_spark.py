@@ -1,10 +1,11 @@
-"""Spark's StandardScaler + PCA agree with NumPy on the same matrix."""
+"""The one-pass standardize + PCA agrees with NumPy on the same matrix; models saved by
+earlier releases (Spark's StandardScaler stage, then the projection) still load and project."""
 
 import numpy as np
 import pytest
 from pyspark.sql import types as T
 
-from helpers.chain.reduce import choose_k, fit_reduction
+from helpers.chain.reduce import Projection, choose_k, fit_reduction
 from tests.conftest import feature_matrix
 
 # the 960 real images featurized through Spark: the full suite's, not the fast tier's
@@ -31,7 +32,7 @@ def features_df(spark, sample_features):
 def numpy_pca(sample_features):
     x = feature_matrix(sample_features)
     std = x.std(axis=0, ddof=1)
-    # Spark's StandardScaler leaves constant columns at 0 instead of dividing by 0.
+    # Constant columns standardize to 0 (as Spark's StandardScaler) instead of dividing by 0.
     z = np.where(std > 0, (x - x.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     return z, s**2 / np.sum(s**2), vt
@@ -95,7 +96,29 @@ def test_saved_reduction_projects_the_same_after_loading(features_df, tmp_path):
     reduction = fit_reduction(features_df, k=7)
     reduction.model.write().overwrite().save(str(tmp_path / "model"))
     loaded = PipelineModel.load(str(tmp_path / "model"))
-    assert [type(s).__name__ for s in loaded.stages] == ["StandardScalerModel", "Projection"]
+    assert [type(s).__name__ for s in loaded.stages] == ["Projection"]
     before = np.stack(reduction.transform(features_df).orderBy("path").toPandas()["pca"])
     after = np.stack(project(loaded, features_df).orderBy("path").toPandas()["pca"])
     np.testing.assert_array_equal(before, after)
+
+
+def test_an_earlier_release_model_still_projects_the_same(features_df, numpy_pca, tmp_path):
+    """Earlier releases saved Spark's StandardScalerModel, then a Projection without
+    mean/scale; such a model loads and projects as NumPy does."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StandardScaler
+
+    from helpers.chain.reduce import PCA_COL, VECTOR_COL, as_vectors, project
+
+    z, _, vt = numpy_pca
+    scaler = StandardScaler(inputCol=VECTOR_COL, outputCol="_scaled", withMean=True, withStd=True)
+    scaler_model = scaler.fit(as_vectors(features_df))
+    old_projection = Projection(
+        inputCol="_scaled", outputCol=PCA_COL, components=vt[:3].T.ravel().tolist(), dim=1280,
+        explainedVariance=[0.1, 0.1, 0.1],
+    )  # fmt: skip
+    PipelineModel(stages=[scaler_model, old_projection]).save(str(tmp_path / "old"))
+    loaded = PipelineModel.load(str(tmp_path / "old"))
+    assert loaded.stages[-1].standardization is None
+    got = np.stack(project(loaded, features_df).orderBy("path").toPandas()["pca"])
+    np.testing.assert_allclose(got, z @ vt[:3].T, atol=1e-6 * np.abs(z @ vt[:3].T).max())

@@ -194,3 +194,40 @@ def test_openvino_refuses_random_weights_before_any_work():
         inference.load_inference_fn(FeatureSpec(runtime="openvino"), None)
     with pytest.raises(ValueError, match="runtime openvino needs pretrained weights"):
         runtimes.openvino_ir(FeatureSpec().backbone, None)
+
+
+@pytest.mark.slow
+def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
+    """``warm_workers`` starts a Python worker per task slot and imports the runtime there, so
+    the featurization's tasks (reusing those workers) skip that first-task latency. A fresh
+    session in its own process: no earlier test has warmed its workers."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import json, sys\n"
+        "from helpers.spark_session import get_spark\n"
+        "from helpers.chain import featurize\n"
+        "from helpers.chain.models import FeatureSpec\n"
+        "spark = get_spark('local[2]')\n"
+        "def probe(batches):\n"
+        "    import pandas as pd, sys\n"
+        "    for _ in batches:\n"
+        "        yield pd.DataFrame({'loaded': ['tensorflow' in sys.modules]})\n"
+        "def loaded():\n"
+        "    rows = spark.range(2, numPartitions=2).mapInPandas(probe, 'loaded boolean')\n"
+        "    return [r.loaded for r in rows.collect()]\n"
+        "before = loaded()\n"
+        "featurize.warm_workers(spark, FeatureSpec(runtime='tensorflow')).result()\n"
+        "print(json.dumps({'before': before, 'after': loaded()}))\n"
+        "spark.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"before": [False, False], "after": [True, True]}, done.stderr[-2000:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -21,6 +22,7 @@ from pyspark.sql import types as T
 from helpers import defaults, storage
 from helpers.chain import inference
 from helpers.chain.models import FeatureSpec, resolve_weights
+from helpers.spark_session import default_parallelism, jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,45 @@ def _local_file(name: str | None) -> str | None:
     from pyspark import SparkFiles
 
     return SparkFiles.get(name)
+
+
+def warm_workers(spark: SparkSession, spec: FeatureSpec) -> Future:
+    """Start a Python worker in every task slot and import the runtime there, in the
+    background, while the driver lists the input and ships the model.
+
+    A session's first Python task pays for the worker daemon, the worker, pandas/Arrow and the
+    runtime's import (about 5 s with OpenVINO, more with TensorFlow); with
+    ``spark.python.worker.reuse`` the featurization's tasks then find those workers ready.
+    Returns the background job's future; a failure there only loses the head start (the
+    featurization meets and reports any real problem itself).
+    """
+    slots = default_parallelism(spark)
+
+    def warm(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from helpers.chain import inference as worker_inference
+
+        worker_inference.import_runtime(spec)
+        yield from batches
+
+    def run() -> None:
+        with jobs_named(spark, f"featurize: start Python workers, import {spec.runtime}"):
+            spark.range(slots, numPartitions=slots).mapInPandas(warm, "id long").collect()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
+    future = pool.submit(run)
+    pool.shutdown(wait=False)
+    return future
+
+
+def settle(warming: Future | None) -> None:
+    """Wait for :func:`warm_workers`' job; a failure is logged, never raised."""
+    if warming is None:
+        return
+    try:
+        warming.result()
+    except Exception as err:  # only the head start is lost
+        log.info("warming the Python workers failed (%s); they start with the featurization",
+                 str(err).splitlines()[0] if str(err) else type(err).__name__)  # fmt: skip
 
 
 def tf_threads_per_task(spark: SparkSession) -> int:

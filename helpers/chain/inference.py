@@ -37,7 +37,18 @@ def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_thread
     return _load_tensorflow_fn(spec.backbone, model_file, tf_threads)
 
 
-def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads: int):
+def import_runtime(spec: FeatureSpec) -> None:
+    """Import the spec's runtime library without building a model: what a Spark worker can do
+    before the model file reaches it (TensorFlow's import alone takes seconds)."""
+    if spec.runtime == "openvino":
+        from helpers.chain import runtimes
+
+        runtimes.import_openvino()
+    else:
+        _import_tensorflow()
+
+
+def _import_tensorflow():
     # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI, BF16 or
     # AMX; on AVX2 machines (many AMD and older Intel instances) they run MobileNetV2 about
     # 1.65x faster, with features within 3e-5 of the default kernels (README, "Speed and
@@ -46,6 +57,11 @@ def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     import tensorflow as tf
 
+    return tf
+
+
+def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads: int):
+    tf = _import_tensorflow()
     if tf_threads > 0:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(tf_threads)

@@ -521,6 +521,28 @@ def read_threads(paths: Sequence[str]) -> int:
 # --------------------------------------------------------------------------- reconciliation
 
 
+def outcomes(counts: Sequence[dict], to_read: int, sampled: bool) -> tuple[int, int, int]:
+    """``(ok, failed, not_run)`` of a run from its per-(label, split) counts of result rows.
+
+    Every listed image gets exactly one result row (features or an error), so the rows add up
+    to the listing's ``to_read`` unless a sample was taken; any other difference is a defect
+    and raises, rather than being reported as images left out.
+
+    Raises:
+        AssertionError: result rows missing or extra in a run that was not sampled, or more
+            rows than listed images in one that was.
+    """
+    ok = sum(int(c["ok"]) for c in counts)
+    failed = sum(int(c["failed"]) for c in counts)
+    not_run = to_read - ok - failed
+    if not_run < 0 or (not_run and not sampled):
+        raise AssertionError(
+            f"{to_read} images listed but {ok + failed} result rows: "
+            f"{abs(not_run)} {'missing' if not_run > 0 else 'extra'}"
+        )
+    return ok, failed, not_run
+
+
 def reconcile(
     summary: ListingSummary,
     ok: int,

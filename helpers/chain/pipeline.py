@@ -8,7 +8,7 @@ Writes, under ``output_uri`` (names: :mod:`helpers.layout`; all replaced by a ne
   modified, features (array<float>, null when the image could not be read), error (null or
   reason); ``features/_manifest.json`` says how they were made.
 - ``reduced/``   Parquet, one row per readable image: path, label, split, pca (array<double>).
-- ``reduction_model/``  Spark ML PipelineModel (StandardScaler + PCA).
+- ``reduction_model/``  Spark ML PipelineModel (standardize + PCA, one stage).
 - ``explained_variance.png``  the figure used to choose k.
 - ``run_report.json``  counts, failures, model, k, variance, timings.
 """
@@ -20,6 +20,7 @@ import hashlib
 import logging
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
 from helpers.chain.models import FeatureSpec, resolve_weights
 from helpers.layout import OutputLayout
 from helpers.observe import plots
-from helpers.spark_session import get_spark
+from helpers.spark_session import get_spark, jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,12 @@ class RunResult:
 
 
 @contextmanager
-def _stage(timings: dict[str, float], name: str):
+def _stage(timings: dict[str, float], name: str, spark: SparkSession, description: str):
+    """Time a stage, and name its Spark jobs (group ``name``) for the UI and event log."""
     log.info("stage %s: started", name)
     start = time.perf_counter()
-    yield
+    with jobs_named(spark, f"{name}: {description}", group=name):
+        yield
     timings[name] = round(time.perf_counter() - start, 3)
     log.info("stage %s: done in %.1f s", name, timings[name])
 
@@ -158,7 +161,10 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     manifest = features_manifest(params, weights_path, spark.version)
 
     datasets = (layout.LISTING, layout.FEATURES)
-    with _stage(timings, "featurize"), out.staged(*datasets) as staging:
+    spec = params.spec()
+    what = f"{spec.model_name} {spec.input_size} {spec.runtime} {manifest['precision']}"
+    warming = featurize.warm_workers(spark, spec)
+    with _stage(timings, "featurize", spark, what), out.staged(*datasets) as staging:
         listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
         log.info(
             "listed %s: %d entries, %d images to read",
@@ -173,20 +179,26 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
         n_todo = todo.count() if previous is not None else None
         features = featurize.add_features(
-            todo, params.spec(), weights_path or "random", int(params.batch_size)
+            todo, spec, weights_path or "random", int(params.batch_size)
         )
         if reused is not None:
             features = features.unionByName(reused)
-        features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
+        todo_n = f"{n_todo:,}" if n_todo is not None else f"{listed.summary.to_read:,}"
+        if params.sample_fraction < 1.0:
+            todo_n = f"a {params.sample_fraction:.0%} sample of {todo_n}"
+        with jobs_named(spark, f"featurize: {what} on {todo_n} images, write features"):
+            features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
         staging.write_manifest(manifest)
+    featurize.settle(warming)
     stored = spark.read.parquet(out.spark(layout.FEATURES))
 
-    with _stage(timings, "inventory"):
+    with _stage(timings, "inventory", spark, "counts and failures per label and split"):
+        # One query in the usual case: the counts say whether there is any failure to list.
         counts = inventory.label_split_counts(stored)
-        failures = inventory.failed_images(stored, MAX_LISTED_FAILURES)
-        reasons = inventory.failure_reasons(stored)
-        listing = spark.read.parquet(out.spark(layout.LISTING))
-        ok, failed, not_run = ingest.outcome_counts(ingest.images_of(listing), stored)
+        sampled = params.sample_fraction < 1.0
+        ok, failed, not_run = inputs.outcomes(counts, listed.summary.to_read, sampled)
+        failures = inventory.failed_images(stored, MAX_LISTED_FAILURES) if failed else []
+        reasons = inventory.failure_reasons(stored) if failed else {}
         files = inputs.reconcile(listed.summary, ok, failed, not_run, failures)
     log.info("%s", inputs.reconciliation_line(files))
 
@@ -285,16 +297,30 @@ def reduce_features(
     except FileNotFoundError:
         manifest = {}
     timings: dict[str, float] = {}
-    with _stage(timings, "reduce"):
+    with _stage(timings, "reduce", spark, "standardize and PCA"):
         reduction = reduce.fit_reduction(stored, k=k, variance_threshold=variance_threshold)
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
-        with out.staged(layout.REDUCED, layout.REDUCTION_MODEL) as staging:
-            reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
-            reduction.model.write().overwrite().save(staging.spark(layout.REDUCTION_MODEL))
-        fig = plots.explained_variance_figure(
-            reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
-        )
-        storage.write_bytes(out.path(layout.VARIANCE_FIGURE), plots.figure_png(fig), "image/png")
+
+        def write_reduced() -> None:
+            with jobs_named(spark, f"PCA: project onto {reduction.k} components, write reduced"):
+                reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
+
+        def save_model() -> None:
+            with jobs_named(spark, "PCA: save the standardize + PCA model"):
+                reduction.model.write().overwrite().save(staging.spark(layout.REDUCTION_MODEL))
+
+        # The model's small save jobs run beside the projection's write, and the figure is
+        # drawn (on this thread: matplotlib's) while both run: the driver waits once.
+        staged = out.staged(layout.REDUCED, layout.REDUCTION_MODEL)
+        with staged as staging, ThreadPoolExecutor(max_workers=2) as pool:
+            done = [pool.submit(write_reduced), pool.submit(save_model)]
+            fig = plots.explained_variance_figure(
+                reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
+            )
+            png = plots.figure_png(fig)
+            for future in done:
+                future.result()
+        storage.write_bytes(out.path(layout.VARIANCE_FIGURE), png, "image/png")
     pca_report = report.reduction_report(
         reduction,
         outputs={

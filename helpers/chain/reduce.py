@@ -1,10 +1,12 @@
-"""Standardize then PCA with Spark ML, k fixed or chosen from explained variance.
+"""Standardize then PCA, k fixed or chosen from explained variance, in one pass over the data.
 
-The fitted ``PipelineModel`` (Spark's StandardScaler + :class:`Projection`, a pipeline stage
-holding the principal components) is saved with Spark ML persistence so new images can be
-projected into the same space later. Only public, version-stable Spark APIs are used: the
-components come from one NumPy pass over the data and live in a Python stage's parameters, so
-nothing depends on how a Spark release builds or stores its own ``PCAModel``.
+The mean, the standard deviations and the covariance come from one distributed pass
+(:func:`feature_moments`: per-partition moments in NumPy, merged on the driver); the principal
+components from its eigendecomposition. The fitted ``PipelineModel`` holds one stage,
+:class:`Projection` (standardize, then project), saved with Spark ML persistence so new images
+can be projected into the same space later. Only public, version-stable Spark APIs are used:
+nothing depends on how a Spark release builds or stores its own ``StandardScalerModel`` or
+``PCAModel``; models saved by earlier releases (Spark's scaler, then the projection) still load.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import numpy as np
 import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml import PipelineModel, Transformer
-from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -26,13 +27,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from helpers import defaults
+from helpers.spark_session import jobs_named
 
 log = logging.getLogger(__name__)
 
 
 #: Columns the saved models read and write (inside the pipeline; dropped from results).
 VECTOR_COL = "_features_vec"
-SCALED_COL = "_scaled"
 PCA_COL = "_pca_vec"
 
 
@@ -96,46 +97,106 @@ def as_vectors(
     )
 
 
-def standardized_covariance(
-    df: DataFrame, features_col: str, mean: np.ndarray, std: np.ndarray
-) -> tuple[int, np.ndarray]:
-    """Covariance of the standardized features, summed per partition with NumPy in the
-    workers (one pass, float64) and added up on the driver: only d x d numbers travel."""
-    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
-    dim = len(mean)
+@dataclass(frozen=True)
+class Moments:
+    """Row count, mean and centred sum of squares and products (``m2``) of a set of vectors."""
 
-    def partial_gram(batches):
-        gram, n = np.zeros((dim, dim)), 0
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        """The moments of the rows of ``x`` (float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
+        centred = x - mean
+        return cls(len(x), mean, centred.T @ centred)
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of both sets together (Chan et al.'s pairwise update: exact, and stable
+        where a sum of squares minus a squared sum would cancel)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        return Moments(n, mean, m2)
+
+    def standardized(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, std, covariance of the standardized vectors)``; std is the corrected sample
+        standard deviation and constant columns get scale 0 (as Spark's StandardScaler)."""
+        covariance = self.m2 / max(self.n - 1, 1)
+        std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+        scale = inverse_std(std)
+        return self.mean, std, covariance * np.outer(scale, scale)
+
+
+def inverse_std(std: np.ndarray) -> np.ndarray:
+    """``1 / std``, and 0 where ``std`` is 0 (a constant column standardizes to 0)."""
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
+
+
+def feature_moments(df: DataFrame, features_col: str = "features") -> Moments:
+    """Moments of the non-null ``features_col`` arrays, in one pass: each partition's in the
+    workers (NumPy, float64, batch by batch), merged on the driver; only d x d numbers travel.
+
+    Raises:
+        ValueError: no row has features.
+    """
+
+    def partial(batches):
+        total = None
         for pdf in batches:
-            z = (np.stack(pdf[features_col].to_numpy()).astype(np.float64) - mean) * scale
-            gram += z.T @ z
-            n += len(z)
-        yield pd.DataFrame({"n": [n], "gram": [gram.tobytes()]})
+            if len(pdf):
+                part = Moments.of(np.stack(pdf[features_col].to_numpy()))
+                total = part if total is None else total.merge(part)
+        if total is not None:
+            yield pd.DataFrame(
+                {"n": [total.n], "mean": [total.mean.tobytes()], "m2": [total.m2.tobytes()]}
+            )
 
     rows = (
         df.select(features_col)
         .filter(F.col(features_col).isNotNull())
-        .mapInPandas(partial_gram, "n long, gram binary")
+        .mapInPandas(partial, "n long, mean binary, m2 binary")
         .collect()
     )
-    n = sum(r.n for r in rows)
-    gram = sum(np.frombuffer(r.gram, dtype=np.float64).reshape(dim, dim) for r in rows)
-    return n, gram / max(n - 1, 1)
+    if not rows:
+        raise ValueError("no rows with features to fit PCA on")
+    total = None
+    for r in rows:
+        mean = np.frombuffer(r.mean, dtype=np.float64)
+        part = Moments(r.n, mean, np.frombuffer(r.m2, dtype=np.float64).reshape(len(mean), -1))
+        total = part if total is None else total.merge(part)
+    return total
 
 
 class Projection(
     Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable
 ):
-    """``outputCol = inputCol @ components``: vectors of size d onto k principal components.
+    """``outputCol = ((inputCol - mean) * scale) @ components``: vectors of size d,
+    standardized, onto k principal components.
 
     A pipeline stage of public Spark ML APIs (saved and loaded with its pipeline, in Spark 3.5
-    and 4.x alike); the product runs in the Python workers with NumPy, batch by batch.
+    and 4.x alike); the product runs in the Python workers with NumPy, batch by batch. Without
+    ``mean``/``scale`` (models saved by earlier releases, whose Spark scaler stage comes first)
+    the input is projected as it is.
     """
 
     components = Param(
         Params._dummy(), "components", "d x k matrix, row-major", TypeConverters.toListFloat
     )
     dim = Param(Params._dummy(), "dim", "input size d", TypeConverters.toInt)
+    mean = Param(Params._dummy(), "mean", "mean of each input column", TypeConverters.toListFloat)
+    scale = Param(
+        Params._dummy(), "scale", "1 / standard deviation of each input column (0: constant)",
+        TypeConverters.toListFloat,
+    )  # fmt: skip
     explainedVariance = Param(
         Params._dummy(),
         "explainedVariance",
@@ -151,20 +212,37 @@ class Projection(
         components: list[float] | None = None,
         dim: int | None = None,
         explainedVariance: list[float] | None = None,
+        mean: list[float] | None = None,
+        scale: list[float] | None = None,
     ):
         super().__init__()
         self._set(**self._input_kwargs)
 
     @classmethod
-    def of(cls, components: np.ndarray, ratios: np.ndarray) -> Projection:
-        """A stage for ``components`` (d x k) and their explained-variance ratios (k)."""
+    def of(
+        cls, components: np.ndarray, ratios: np.ndarray, mean: np.ndarray, std: np.ndarray
+    ) -> Projection:
+        """A stage standardizing with ``mean``/``std`` (d) then projecting onto ``components``
+        (d x k), with their explained-variance ratios (k)."""
         dim, k = components.shape
         return cls(
-            inputCol=SCALED_COL,
+            inputCol=VECTOR_COL,
             outputCol=PCA_COL,
             components=np.asarray(components, dtype=np.float64).ravel().tolist(),
             dim=dim,
             explainedVariance=np.asarray(ratios[:k], dtype=np.float64).tolist(),
+            mean=np.asarray(mean, dtype=np.float64).tolist(),
+            scale=inverse_std(std).tolist(),
+        )
+
+    @property
+    def standardization(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(mean, scale)`` applied before projecting, or None (an earlier release's stage)."""
+        if not (self.isDefined(self.mean) and self.isDefined(self.scale)):
+            return None
+        return (
+            np.asarray(self.getOrDefault(self.mean), dtype=np.float64),
+            np.asarray(self.getOrDefault(self.scale), dtype=np.float64),
         )
 
     @property
@@ -175,12 +253,13 @@ class Projection(
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         matrix = self.matrix
+        mean, scale = self.standardization or (0.0, 1.0)
 
         @pandas_udf("array<double>")
         def project_batch(vectors: pd.Series) -> pd.Series:
             if len(vectors) == 0:
                 return pd.Series([], dtype=object)
-            return pd.Series(list(np.stack(vectors.to_numpy()) @ matrix))
+            return pd.Series(list(((np.stack(vectors.to_numpy()) - mean) * scale) @ matrix))
 
         projected = project_batch(vector_to_array(F.col(self.getInputCol())))
         return dataset.withColumn(self.getOutputCol(), array_to_vector(projected))
@@ -192,12 +271,12 @@ def fit_reduction(
     k: int | None = None,
     variance_threshold: float = defaults.VARIANCE_THRESHOLD,
 ) -> Reduction:
-    """Fit StandardScaler(mean, std) + PCA on the non-null rows of ``features_col``.
+    """Fit standardization (mean, corrected std) + PCA on the non-null rows of ``features_col``.
 
-    The scaler is Spark ML's; the principal components come from the eigendecomposition of the
-    standardized covariance (:func:`standardized_covariance`, one distributed pass) and are
-    kept in a :class:`Projection` stage, so ratios for every component are known before k is
-    chosen and the data are read once, not once per candidate k.
+    One distributed pass (:func:`feature_moments`) gives the mean, the standard deviations and
+    the covariance; the principal components come from the eigendecomposition of the
+    standardized covariance, so ratios for every component are known before k is chosen and
+    the data are read once, not once per statistic or candidate k.
 
     Args:
         df: rows with an array<float> features column (null rows are ignored).
@@ -207,25 +286,20 @@ def fit_reduction(
     validate_k(k)
     if k is None:
         validate_threshold(variance_threshold)
-    vectors = as_vectors(df, features_col)
-    if vectors.select(VECTOR_COL).first() is None:
-        raise ValueError("no rows with features to fit PCA on")
-    scaler = StandardScaler(inputCol=VECTOR_COL, outputCol=SCALED_COL, withMean=True, withStd=True)
-    scaler_model = scaler.fit(vectors.select(VECTOR_COL))
-    mean, std = scaler_model.mean.toArray(), scaler_model.std.toArray()
+    with jobs_named(df.sparkSession, "PCA: mean, deviation and covariance pass"):
+        moments = feature_moments(df, features_col)
+    mean, std, covariance = moments.standardized()
     dim = len(mean)
     if k is not None and int(k) > dim:
         raise ValueError(f"k must be between 1 and the feature size {dim}, got {k}")
-
-    n, covariance = standardized_covariance(df, features_col, mean, std)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues = np.clip(eigenvalues[order], 0.0, None)
     ratios = eigenvalues / eigenvalues.sum()
     chosen = int(k) if k is not None else choose_k(ratios, variance_threshold)
-    log.info("PCA on %d rows: k=%d explains %.4f", n, chosen, ratios[:chosen].sum())
-    projection = Projection.of(eigenvectors[:, order[:chosen]], ratios)
-    model = PipelineModel(stages=[scaler_model, projection])
+    log.info("PCA on %d rows: k=%d explains %.4f", moments.n, chosen, ratios[:chosen].sum())
+    projection = Projection.of(eigenvectors[:, order[:chosen]], ratios, mean, std)
+    model = PipelineModel(stages=[projection])
     return Reduction(model, chosen, ratios, None if k is not None else variance_threshold)
 
 
@@ -234,8 +308,9 @@ def project(
 ) -> DataFrame:
     """Apply a fitted scaler + PCA; rows with null features are dropped."""
     out = model.transform(as_vectors(df, features_col))
+    # "_scaled": the column of an earlier release's scaler stage, when such a model is loaded
     return out.withColumn(out_col, vector_to_array(F.col(PCA_COL))).drop(
-        VECTOR_COL, SCALED_COL, PCA_COL
+        VECTOR_COL, "_scaled", PCA_COL
     )
 
 

@@ -30,7 +30,8 @@ class RuntimeUnavailableError(RuntimeError):
     """The inference runtime asked for is not installed."""
 
 
-def _openvino():
+def import_openvino():
+    """The ``openvino`` module, or a one-line error saying how to install it."""
     try:
         import openvino
     except ImportError:
@@ -45,7 +46,7 @@ def effective_precision(precision: str) -> tuple[str, str | None]:
     need = _NEEDS.get(precision)
     if need is None:
         return precision, None
-    capabilities = _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capabilities = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if need in capabilities:
         return precision, None
     return "fp32", (
@@ -64,7 +65,7 @@ def openvino_ir(backbone: Backbone, weights: str | None) -> Path:
     """
     if weights is None:
         raise ValueError("runtime openvino needs pretrained weights, not random ones")
-    ov = _openvino()
+    ov = import_openvino()
     data = storage.read_bytes(weights)
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = config.cache_dir() / "openvino"
@@ -101,7 +102,7 @@ def openvino_ir(backbone: Backbone, weights: str | None) -> Path:
 
 def load_openvino_fn(ir_path: str, precision: str = "fp32", threads: int = 0):
     """Compile an IR for the CPU; return ``batch -> features`` (float32 NumPy)."""
-    ov = _openvino()
+    ov = import_openvino()
     precision, reason = effective_precision(precision)
     if reason:
         log.warning("%s", reason)

@@ -6,7 +6,7 @@ rows only: the test rows never influence the model they are scored with.
 
 Saved layout (``save_recognizer``)::
 
-    <uri>/pipeline/        Spark ML PipelineModel: StandardScaler, PCA, classifier, IndexToString
+    <uri>/pipeline/        Spark ML PipelineModel: standardize + PCA, classifier, IndexToString
     <uri>/model.npz        the same model as plain arrays (:mod:`helpers.recognition.arrays`)
     <uri>/recognizer.json  backbone, labels, classifier, k: what a reader needs besides the model
 """
@@ -194,9 +194,12 @@ def predict(model: PipelineModel, df: DataFrame, features_col: str = "features")
 
 def export_arrays(model: PipelineModel) -> RecognizerArrays:
     """The fitted pipeline's numbers, read through the stages' public attributes."""
-    scaler, projection, fitted, to_label = model.stages
-    std = scaler.std.toArray()
-    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
+    *reduction, fitted, to_label = model.stages
+    projection = reduction[-1]
+    if projection.standardization is not None:
+        mean, scale = projection.standardization
+    else:  # an earlier release's pipeline: Spark's StandardScalerModel, then the projection
+        mean, scale = reduction[0].mean.toArray(), reduce.inverse_std(reduction[0].std.toArray())
     if isinstance(fitted, LogisticRegressionModel):
         coefficients = fitted.coefficientMatrix.toArray()
         intercepts = fitted.interceptVector.toArray()
@@ -212,9 +215,7 @@ def export_arrays(model: PipelineModel) -> RecognizerArrays:
             offset += n_in * n_out
             layers.append((block.T.copy(), weights[offset : offset + n_out]))
             offset += n_out
-    return RecognizerArrays(
-        scaler.mean.toArray(), scale, projection.matrix, layers, list(to_label.getLabels())
-    )
+    return RecognizerArrays(mean, scale, projection.matrix, layers, list(to_label.getLabels()))
 
 
 def save_recognizer(recognizer: Recognizer, uri: str) -> None:
