@@ -59,9 +59,15 @@ def breakdown(event_log: Path, started: float, wall: float) -> tuple[dict[str, f
             app_end = event["Timestamp"] / 1000
         elif kind == "SparkListenerJobStart":
             props = event.get("Properties") or {}
+            description = props.get("spark.job.description") or ""
+            # Spark SQL's writes keep the description, not always the group: its prefix names
+            # the stage too ("PCA: ..." jobs belong to the reduce stage).
+            prefix = description.split(":", 1)[0] if ":" in description else None
             jobs[event["Job ID"]] = {
-                "group": props.get("spark.jobGroup.id") or "(unnamed)",
-                "description": props.get("spark.job.description") or props.get("callSite.short"),
+                "group": props.get("spark.jobGroup.id")
+                or {"PCA": "reduce"}.get(prefix, prefix)
+                or "(unnamed)",
+                "description": description or props.get("callSite.short"),
                 "start": event["Submission Time"] / 1000,
             }
         elif kind == "SparkListenerJobEnd":

@@ -49,7 +49,17 @@ def test_main_job_on_data_sample(tmp_path):
     assert "stage featurize: done" in done.stderr
     # a successful run prints no stack trace (py4j's retried connection resets stay quiet)
     assert "Traceback" not in done.stderr and "Exception" not in done.stderr
-    assert list((out / "spark-events").iterdir())
+    # every Spark job says which stage ran it and what it did (Spark UI, event log, notebook 04)
+    (event_log,) = (out / "spark-events").iterdir()
+    events = [json.loads(line) for line in event_log.read_text().splitlines()]
+    props = [e["Properties"] for e in events if e["Event"] == "SparkListenerJobStart"]
+    named = [(p.get("spark.jobGroup.id"), p.get("spark.job.description")) for p in props]
+    # (Spark SQL's writes keep the description but not always the group)
+    assert {group for group, _ in named} <= {"featurize", "inventory", "reduce", None}, named
+    prefixes = ("featurize:", "inventory:", "reduce:", "PCA:")
+    assert all(text and text.startswith(prefixes) for _, text in named), named
+    write = "featurize: mobilenet_v2 128 openvino fp32 on 132 images, write features"
+    assert write in [text for _, text in named], named
 
     # the EMR cli mode's second step: recognition on the run's output
     done = helpers_cli("recognize", "--output", str(out), "--cluster-k-range", "5", "7")

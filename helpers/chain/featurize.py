@@ -111,7 +111,9 @@ def warm_workers(spark: SparkSession, spec: FeatureSpec) -> Future:
         yield from batches
 
     def run() -> None:
-        with jobs_named(spark, f"featurize: start Python workers, import {spec.runtime}"):
+        with jobs_named(
+            spark, f"featurize: start Python workers, import {spec.runtime}", group="featurize"
+        ):
             spark.range(slots, numPartitions=slots).mapInPandas(warm, "id long").collect()
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")

@@ -190,7 +190,8 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
             features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
         staging.write_manifest(manifest)
     featurize.settle(warming)
-    stored = spark.read.parquet(out.spark(layout.FEATURES))
+    with jobs_named(spark, "inventory: read the features' schema", group="inventory"):
+        stored = spark.read.parquet(out.spark(layout.FEATURES))
 
     with _stage(timings, "inventory", spark, "counts and failures per label and split"):
         # One query in the usual case: the counts say whether there is any failure to list.
@@ -287,7 +288,8 @@ def reduce_features(
     out = OutputLayout(output_uri)
     storage.recover_commits(out.root)
     try:
-        stored = spark.read.parquet(out.spark(layout.FEATURES))
+        with jobs_named(spark, "reduce: read the features' schema", group="reduce"):
+            stored = spark.read.parquet(out.spark(layout.FEATURES))
     except AnalysisException:
         raise ingest.InputError(
             f"no features under {storage.redact(out.root)}: run the feature extraction first"
@@ -302,11 +304,13 @@ def reduce_features(
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
 
         def write_reduced() -> None:
-            with jobs_named(spark, f"PCA: project onto {reduction.k} components, write reduced"):
+            # (a new thread: Spark's job group is set again, not inherited)
+            described = f"PCA: project onto {reduction.k} components, write reduced"
+            with jobs_named(spark, described, group="reduce"):
                 reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
 
         def save_model() -> None:
-            with jobs_named(spark, "PCA: save the standardize + PCA model"):
+            with jobs_named(spark, "PCA: save the standardize + PCA model", group="reduce"):
                 reduction.model.write().overwrite().save(staging.spark(layout.REDUCTION_MODEL))
 
         # The model's small save jobs run beside the projection's write, and the figure is
