@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize sample notebooks-refresh clean
+.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -57,11 +57,22 @@ rehearse-emr: setup jars
 bench: setup
 	$(BIN)/python benchmarks/modes_bench.py $(ARGS)
 
-# 10,000 and 90,000 images, default and fast mode: time per stage and memory; then the EMR
-# sizing model from the figures of all three benchmarks; about 20 minutes.
+# 10,000 and 90,000 images, default and fast mode: time per stage and memory; 2,000 images on a
+# standalone cluster with 1 and 2 executors; then the EMR sizing model (from make bench's and
+# these figures) and its self-check against the standalone runs. About an hour on 2 cores.
 bench-scale: setup
 	$(BIN)/python benchmarks/scale_bench.py $(ARGS)
 	$(BIN)/python benchmarks/sizing.py
+
+# Where a run's fixed cost goes, from its event log (MODE=openvino-96 for the fast mode).
+MODE ?= default
+bench-fixed-cost: setup
+	$(BIN)/python benchmarks/fixed_cost.py --mode $(MODE) $(ARGS)
+
+# The backbone alone in TensorFlow, OpenVINO FP32/INT8 and ONNX Runtime (the last two need
+# `pip install nncf tf2onnx onnxruntime`, not project dependencies).
+bench-runtimes: setup
+	$(BIN)/python benchmarks/runtimes_bench.py $(ARGS)
 
 # Throughput by dataset size, 1 vs 2 executors, PCA at 90,000 rows (README "Performance").
 bench-featurize: setup

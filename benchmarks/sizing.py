@@ -16,9 +16,9 @@ Model, per mode (default, fast):
   cluster's provisioning and bootstrap, both inputs (options), not measured here;
 - prices are inputs too (defaults: approximate on-demand list prices; set your region's).
 
-The model checks itself on what can be measured here: with ``F`` and ``r`` of the mode the
-standalone cluster ran (``featurize_bench.py --runtime/--input-size``) it predicts its runs
-with 1 and 2 executors of 1 core (``featurize_bench.json``) and prints the error.
+The model checks itself on what can be measured here: with each mode's ``F`` and ``r`` it
+predicts the whole command on a standalone cluster with 1 and 2 executors of 1 core
+(``scale_bench.py``'s standalone runs) and prints the error.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="an EMR step's own start, YARN cluster mode (input)")  # fmt: skip
     parser.add_argument("--cluster-start-min", type=float, default=10.0,
                         help="cluster provisioning + bootstrap, billed (input)")  # fmt: skip
-    parser.add_argument("--modes", nargs="+", default=["default", "openvino-128"])
+    parser.add_argument("--modes", nargs="+", default=["default", "openvino-96"])
     args = parser.parse_args(argv)
     bench = Path(args.bench_dir)
     try:
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     inputs = {}
     for mode in args.modes:
         points = [(modes[mode]["images"], modes[mode]["wall_s"])]
-        points += [(r["images"], r["wall_s"]) for r in scale if r["mode"] == mode]
+        points += [(r["images"], r["wall_s"]) for r in scale
+                   if r["mode"] == mode and "executors" not in r]  # fmt: skip
         if len(points) < 2:
             print(
                 f"error: {mode}: one size measured; run benchmarks/scale_bench.py", file=sys.stderr
@@ -77,24 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mode}: F = {fixed:.1f} s fixed, r = {rate:.1f} images/s per vCPU "
               f"(from {', '.join(f'{n:,} in {t:.0f} s' for n, t in sorted(points))})")  # fmt: skip
 
-    # Self-check: the standalone cluster's 1- and 2-executor runs, predicted.
-    try:
-        measured = json.loads((bench / "featurize_bench.json").read_text())
-        executors, executors_mode = measured["executors"], measured.get("mode", "default")
-    except FileNotFoundError:
-        print("self-check skipped: no featurize_bench.json (make bench-featurize)")
-        executors, executors_mode = [], next(iter(inputs))
-    if executors_mode not in inputs:
-        print(f"error: the executors were measured in mode {executors_mode}; add it to --modes",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    fixed, rate = inputs[executors_mode]
-    for run in sorted(executors, key=lambda r: r["executors"]):
-        images = round(run["images_per_s"] * run["wall_s"])
-        predicted = fixed + images / (run["executors"] * rate)
-        print(f"self-check: {run['executors']} executor(s) x 1 core, {images:,} images: "
-              f"predicted {predicted:.1f} s, measured {run['wall_s']:.1f} s "
-              f"({(predicted / run['wall_s'] - 1) * 100:+.0f} %)")  # fmt: skip
+    # Self-check: the whole command on the standalone cluster, 1 and 2 executors, predicted.
+    checks = [r for r in scale if "executors" in r and r["mode"] in inputs]
+    if not checks:
+        print("self-check skipped: no standalone runs in scale_bench.json (scale_bench.py "
+              "--executors-images)")  # fmt: skip
+    for run in sorted(checks, key=lambda r: (r["mode"], r["executors"])):
+        fixed, rate = inputs[run["mode"]]
+        predicted = fixed + run["images"] / (run["executors"] * rate)
+        error = (predicted / run["wall_s"] - 1) * 100
+        print(f"self-check, {run['mode']}: {run['executors']} executor(s) x 1 core, "
+              f"{run['images']:,} images: predicted {predicted:.1f} s, measured "
+              f"{run['wall_s']:.1f} s ({error:+.0f} %)")  # fmt: skip
 
     rows = []
     print(f"\n{'mode':<13} {'instance':<11} {'nodes':>5} " +
