@@ -120,6 +120,30 @@ def test_palette_colours_are_distinct_for_many_labels():
         assert len(set(colours)) == n
 
 
+def test_cluster_panels_have_their_own_colours_and_a_legend_naming_each_cluster():
+    import pandas as pd
+
+    points = pd.DataFrame(
+        {
+            "label": ["Banana"] * 12 + ["Kiwi"] + ["Lemon"] * 5 + ["Lime"] * 5,
+            "cluster": [3] * 13 + [10] * 10,
+            "pc1": np.arange(23.0), "pc2": np.arange(23.0),
+            "tsne1": np.arange(23.0), "tsne2": np.arange(23.0),
+        }
+    )  # fmt: skip
+    # most frequent label and its share; a tie goes to the first label alphabetically
+    assert plots.cluster_names(points) == {3: "cluster 3: 92% Banana", 10: "cluster 10: 50% Lemon"}
+    label_colours = {tuple(np.round(c[:3], 4)) for c in plots.palette(60)}
+    cluster_colours = [tuple(np.round(c[:3], 4)) for c in plots.cluster_palette(24)]
+    assert len(set(cluster_colours)) == 24 and not label_colours & set(cluster_colours)
+    fig = plots.maps_figure(points)
+    by_cluster = [ax for ax in fig.axes if "coloured by cluster" in ax.get_title()]
+    assert len(by_cluster) == 2
+    for ax in by_cluster:
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert texts == ["cluster 3: 92% Banana", "cluster 10: 50% Lemon"]
+
+
 @pytest.mark.parametrize(
     "settings,message",
     [

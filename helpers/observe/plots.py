@@ -173,11 +173,33 @@ def palette(n: int) -> list:
     return [plt.get_cmap("hsv")(i / n) for i in range(n)]
 
 
-def _scatter_by(ax, points, x: str, y: str, by: str, title: str, legend: bool) -> None:
-    groups = sorted(points[by].unique(), key=str)
-    for colour, group in zip(palette(len(groups)), groups):
+def cluster_palette(n: int) -> list:
+    """``n`` colours for clusters, taken from a sequential colour map (turbo) rather than the
+    labels' qualitative ones, so a cluster never borrows a class's colour by accident."""
+    cmap = plt.get_cmap("turbo")
+    return [cmap(0.05 + 0.9 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def cluster_names(points, label_col: str = "label", cluster_col: str = "cluster") -> dict:
+    """Cluster id -> ``"cluster 3: 92% Banana"`` (its most frequent label and that label's share
+    of the cluster's points; ties go to the label first in alphabetical order)."""
+    names = {}
+    for cluster, rows in points.groupby(cluster_col, sort=True):
+        counts = rows[label_col].astype(str).value_counts()
+        top = sorted(counts[counts == counts.max()].index)[0]
+        names[cluster] = f"cluster {cluster}: {counts[top] / len(rows):.0%} {top}"
+    return names
+
+
+def _scatter_by(ax, points, x: str, y: str, by: str, title: str, legend: bool,
+                colours: list | None = None, names: dict | None = None) -> None:  # fmt: skip
+    values = points[by].unique()
+    numeric = all(isinstance(v, (int, np.integer)) for v in values)
+    groups = sorted(values) if numeric else sorted(values, key=str)
+    for colour, group in zip(colours or palette(len(groups)), groups):
         sel = points[points[by] == group]
-        ax.scatter(sel[x], sel[y], s=8, color=colour, label=str(group))
+        label = (names or {}).get(group, str(group))
+        ax.scatter(sel[x], sel[y], s=8, color=colour, label=label)
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -186,12 +208,17 @@ def _scatter_by(ax, points, x: str, y: str, by: str, title: str, legend: bool) -
 
 
 def maps_figure(points, max_legend: int = 30):
-    """2 x 2 maps: PCA (PC1, PC2) and t-SNE, each coloured by label and by cluster."""
-    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    """2 x 2 maps: PCA (PC1, PC2) and t-SNE, each coloured by label (the labels' palette) and by
+    cluster (a palette of its own, with a legend naming each cluster's main label)."""
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
     legend = points["label"].nunique() <= max_legend
+    n_clusters = points["cluster"].nunique()
+    names = cluster_names(points)
+    colours = cluster_palette(n_clusters)
     for row, (x, y, name) in enumerate((("pc1", "pc2", "PCA"), ("tsne1", "tsne2", "t-SNE"))):
         _scatter_by(axes[row, 0], points, x, y, "label", f"{name}, coloured by label", legend)
-        _scatter_by(axes[row, 1], points, x, y, "cluster", f"{name}, coloured by cluster", False)
+        _scatter_by(axes[row, 1], points, x, y, "cluster", f"{name}, coloured by cluster",
+                    n_clusters <= max_legend, colours, names)  # fmt: skip
     fig.suptitle(f"{len(points)} images (stratified sample)")
     return _finished(fig)
 
