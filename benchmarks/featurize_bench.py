@@ -35,6 +35,16 @@ BATCH = defaults.BATCH_SIZE
 SPEC = FeatureSpec()
 
 
+def fruits_sample() -> Path:
+    """The real Fruits-360 sample the benchmarks cycle; exits with a one-line error without it."""
+    sample = config.fruits360_sample_dir()
+    if sample is None:
+        print("error: the Fruits-360 sample (../shared/fruits360-sample) is needed",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    return sample
+
+
 def make_dataset(target: Path, size: int, sample: Path) -> Path:
     """``size`` images in Fruits-360 layout, cycling the sample's files (hard links)."""
     files = sorted(sample.rglob("*.jpg"))
@@ -199,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "default" if spec == SPEC else f"{spec.runtime}-{spec.input_size}"
     if len(args.sizes) < 2:
         parser.error("give at least two --sizes for the linear fit")
-    sample = config.fruits360_sample_dir()
-    if sample is None:
-        print(
-            "error: the Fruits-360 sample (../shared/fruits360-sample) is needed", file=sys.stderr
-        )
-        return 2
+    sample = fruits_sample()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = psutil.cpu_count(logical=True)

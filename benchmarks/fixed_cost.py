@@ -28,7 +28,7 @@ from helpers import config
 
 ROOT = config.PROJECT_ROOT
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from featurize_bench import make_dataset  # noqa: E402
+from featurize_bench import fruits_sample, make_dataset  # noqa: E402
 from modes_bench import MODES  # noqa: E402
 
 
@@ -97,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs=2, default=[500, 2000])
     parser.add_argument("--out", default=str(ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
-    sample = config.fruits360_sample_dir()
-    if sample is None:
-        print("error: the Fruits-360 sample (../shared/fruits360-sample) is needed",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    sample = fruits_sample()
     small, large = sorted(args.sizes)
     work = Path(tempfile.mkdtemp(prefix="fixed-cost-"))
     try:

@@ -39,7 +39,7 @@ from helpers import config, defaults
 ROOT = config.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # tests.imagefactory's textures, from a clone
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from featurize_bench import make_dataset  # noqa: E402
+from featurize_bench import fruits_sample, make_dataset  # noqa: E402
 
 #: mode name -> ``helpers run`` options
 MODES: dict[str, list[str]] = {
@@ -191,11 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the plain loop with TensorFlow's oneDNN kernels")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
-    sample = config.fruits360_sample_dir()
-    if sample is None:
-        print("error: the Fruits-360 sample (../shared/fruits360-sample) is needed",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    sample = fruits_sample()
     from helpers.chain import runtimes
     from helpers.chain.models import get_backbone, resolve_weights
 

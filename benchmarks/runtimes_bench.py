@@ -37,6 +37,9 @@ from helpers import config  # noqa: E402
 from helpers.chain import images  # noqa: E402
 from helpers.chain.models import get_backbone, resolve_weights  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from featurize_bench import fruits_sample  # noqa: E402
+
 BATCH = 64
 CALIBRATION = 300
 
@@ -156,11 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(config.PROJECT_ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
-    sample = config.fruits360_sample_dir()
-    if sample is None:
-        print("error: the Fruits-360 sample (../shared/fruits360-sample) is needed",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    sample = fruits_sample()
     from helpers.chain import runtimes
 
     rows = []

@@ -30,7 +30,7 @@ from helpers import config
 
 ROOT = config.PROJECT_ROOT
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from featurize_bench import RssSampler, make_dataset  # noqa: E402
+from featurize_bench import RssSampler, fruits_sample, make_dataset  # noqa: E402
 from modes_bench import MODES  # noqa: E402
 
 
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="images, 1- vs 2-executor standalone runs (0: none)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
-    sample = config.fruits360_sample_dir()
-    if sample is None:
-        print("error: the Fruits-360 sample (../shared/fruits360-sample) is needed",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    sample = fruits_sample()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []

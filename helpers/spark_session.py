@@ -195,12 +195,15 @@ def jobs_named(spark: SparkSession, description: str, group: str | None = None) 
     """Name the Spark jobs started inside the block, so the Spark UI, the event log and the
     monitoring notebook say what each job did ("featurize: ...", "PCA: covariance pass").
 
-    ``group`` (a short stage name) is kept for nested blocks that only change the description.
-    The previous names are restored on exit.
+    ``group`` (a short stage name) is set only when the thread has no job group yet: a notebook
+    server (Livy in EMR Studio, for one) runs each cell under its own group to cancel it and
+    show its progress, and that group must stay. The previous names are restored on exit. Jobs
+    started from other threads get these names when the thread runs an
+    :func:`inheritable` target.
     """
     sc = spark.sparkContext
     previous = sc.getLocalProperty(_GROUP), sc.getLocalProperty(_DESCRIPTION)
-    if group is not None:
+    if group is not None and previous[0] is None:
         sc.setLocalProperty(_GROUP, group)
     sc.setLocalProperty(_DESCRIPTION, description)
     try:
@@ -208,3 +211,12 @@ def jobs_named(spark: SparkSession, description: str, group: str | None = None) 
     finally:
         sc.setLocalProperty(_GROUP, previous[0])
         sc.setLocalProperty(_DESCRIPTION, previous[1])
+
+
+def inheritable(target):
+    """``target`` for a new thread that starts Spark jobs: PySpark runs each Python thread on its
+    own JVM thread, which would otherwise start without the caller's job group, description
+    and scheduler pool (a notebook's cancel would miss its jobs) and keep its connection open."""
+    from pyspark import inheritable_thread_target
+
+    return inheritable_thread_target(target)

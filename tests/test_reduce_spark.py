@@ -122,3 +122,37 @@ def test_an_earlier_release_model_still_projects_the_same(features_df, numpy_pca
     assert loaded.stages[-1].standardization is None
     got = np.stack(project(loaded, features_df).orderBy("path").toPandas()["pca"])
     np.testing.assert_allclose(got, z @ vt[:3].T, atol=1e-6 * np.abs(z @ vt[:3].T).max())
+
+
+def test_features_that_do_not_vary_are_a_clear_error(spark):
+    one_row = spark.createDataFrame([("a", [1.0, 2.0, 3.0])], SCHEMA)
+    with pytest.raises(ValueError, match="the features of the 1 rows do not vary"):
+        fit_reduction(one_row, k=1)
+    with pytest.raises(ValueError, match="no rows with features"):
+        fit_reduction(spark.createDataFrame([("a", None)], SCHEMA), k=1)
+
+
+def test_job_names_keep_a_notebook_servers_group_and_reach_worker_threads(spark):
+    """A notebook server's cell group (how it cancels a cell) survives the pipeline's names,
+    and threads started through ``inheritable`` carry both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers.spark_session import inheritable, jobs_named
+
+    sc = spark.sparkContext
+    sc.setJobGroup("cell-7", "a notebook cell")
+    try:
+        with jobs_named(spark, "featurize: something", group="featurize"):
+            seen = (sc.getLocalProperty("spark.jobGroup.id"),
+                    sc.getLocalProperty("spark.job.description"))  # fmt: skip
+            with ThreadPoolExecutor(1) as pool:
+                in_thread = pool.submit(inheritable(
+                    lambda: sc.getLocalProperty("spark.jobGroup.id"))).result()  # fmt: skip
+        assert seen == ("cell-7", "featurize: something") and in_thread == "cell-7"
+        assert sc.getLocalProperty("spark.job.description") == "a notebook cell"
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+    with jobs_named(spark, "reduce: x", group="reduce"):
+        assert sc.getLocalProperty("spark.jobGroup.id") == "reduce"
+    assert sc.getLocalProperty("spark.jobGroup.id") is None

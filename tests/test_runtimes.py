@@ -159,11 +159,6 @@ def test_every_size_gives_the_documented_dimension_and_the_same_labels(
 def test_openvino_workers_never_import_tensorflow(fruits_sample, mobilenet_weights):
     """A worker handed the converted model decodes and featurizes without TensorFlow or Keras,
     whose import is most of a TensorFlow worker's first-batch latency."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
 
     ir = runtimes.openvino_ir(FeatureSpec(input_size=128).backbone, mobilenet_weights)
     photo = next(fruits_sample.rglob("*.jpg"))
@@ -181,11 +176,8 @@ def test_openvino_workers_never_import_tensorflow(fruits_sample, mobilenet_weigh
         "dim = len(out['features'][0])\n"
         "print(json.dumps({'dim': dim, 'seconds': seconds, 'loaded': loaded}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["loaded"] == [] and result["dim"] == 1280, done.stderr[-2000:]
+    result, stderr = _python_json(code, timeout=120)
+    assert result["loaded"] == [] and result["dim"] == 1280, stderr
     print(f"OpenVINO worker: first features {result['seconds']:.2f} s after start")
 
 
@@ -201,11 +193,6 @@ def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
     """``warm_workers`` starts a Python worker per task slot and imports the runtime there, so
     the featurization's tasks (reusing those workers) skip that first-task latency. A fresh
     session in its own process: no earlier test has warmed its workers."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
 
     code = (
         "import json, sys\n"
@@ -225,9 +212,21 @@ def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
         "print(json.dumps({'before': before, 'after': loaded()}))\n"
         "spark.stop()\n"
     )
+    result, stderr = _python_json(code, timeout=300)
+    assert result == {"before": [False, False], "after": [True, True]}, stderr
+
+
+def _python_json(code: str, timeout: int) -> tuple[dict, str]:
+    """Run ``code`` in a fresh interpreter from the project root; its last stdout line (JSON)
+    and the tail of its stderr."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"before": [False, False], "after": [True, True]}, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr[-2000:]

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from helpers import defaults, storage
 from helpers.chain import inference
 from helpers.chain.models import FeatureSpec, resolve_weights
-from helpers.spark_session import default_parallelism, jobs_named
+from helpers.spark_session import default_parallelism, inheritable, jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def warm_workers(spark: SparkSession, spec: FeatureSpec) -> Future:
             spark.range(slots, numPartitions=slots).mapInPandas(warm, "id long").collect()
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
-    future = pool.submit(run)
+    future = pool.submit(inheritable(run))
     pool.shutdown(wait=False)
     return future
 

@@ -33,7 +33,7 @@ from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
 from helpers.chain.models import FeatureSpec, resolve_weights
 from helpers.layout import OutputLayout
 from helpers.observe import plots
-from helpers.spark_session import get_spark, jobs_named
+from helpers.spark_session import get_spark, inheritable, jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -160,36 +160,13 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     timings: dict[str, float] = {}
     manifest = features_manifest(params, weights_path, spark.version)
 
-    datasets = (layout.LISTING, layout.FEATURES)
     spec = params.spec()
-    what = f"{spec.model_name} {spec.input_size} {spec.runtime} {manifest['precision']}"
     warming = featurize.warm_workers(spark, spec)
-    with _stage(timings, "featurize", spark, what), out.staged(*datasets) as staging:
-        listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
-        log.info(
-            "listed %s: %d entries, %d images to read",
-            storage.redact(params.input_uri),
-            listed.summary.found,
-            listed.summary.to_read,
-        )
-        images = listed.images
-        if params.sample_fraction < 1.0:
-            images = images.sample(fraction=params.sample_fraction, seed=defaults.SEED)
-        previous = _previous_features(spark, out, manifest) if params.incremental else None
-        todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
-        n_todo = todo.count() if previous is not None else None
-        features = featurize.add_features(
-            todo, spec, weights_path or "random", int(params.batch_size)
-        )
-        if reused is not None:
-            features = features.unionByName(reused)
-        todo_n = f"{n_todo:,}" if n_todo is not None else f"{listed.summary.to_read:,}"
-        if params.sample_fraction < 1.0:
-            todo_n = f"a {params.sample_fraction:.0%} sample of {todo_n}"
-        with jobs_named(spark, f"featurize: {what} on {todo_n} images, write features"):
-            features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
-        staging.write_manifest(manifest)
-    featurize.settle(warming)
+    try:
+        listed, n_todo = _featurize(params, spec, manifest, weights_path, spark, out, timings)
+    finally:
+        # the warm-up job ends here whether the stage succeeded or not (its failure is logged)
+        featurize.settle(warming)
     with jobs_named(spark, "inventory: read the features' schema", group="inventory"):
         stored = spark.read.parquet(out.spark(layout.FEATURES))
 
@@ -225,6 +202,48 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
         example = f", for example {failures[0]['path']}: {failures[0]['error']}" if failures else ""
         raise ingest.InputError(f"none of the {n_files} image files could be read{example}")
     return Extraction(spark, stored, run_report)
+
+
+def _featurize(
+    params: RunParams,
+    spec: FeatureSpec,
+    manifest: dict,
+    weights_path: str | None,
+    spark: SparkSession,
+    out: OutputLayout,
+    timings: dict[str, float],
+) -> tuple[ingest.Listed, int | None]:
+    """The featurize stage: list once, featurize what is to do, commit ``listing/`` and
+    ``features/`` with the manifest. Returns the listing and, for incremental runs, the number
+    of images featurized."""
+    datasets = (layout.LISTING, layout.FEATURES)
+    what = f"{spec.model_name} {spec.input_size} {spec.runtime} {manifest['precision']}"
+    with _stage(timings, "featurize", spark, what), out.staged(*datasets) as staging:
+        listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
+        log.info(
+            "listed %s: %d entries, %d images to read",
+            storage.redact(params.input_uri),
+            listed.summary.found,
+            listed.summary.to_read,
+        )
+        images = listed.images
+        if params.sample_fraction < 1.0:
+            images = images.sample(fraction=params.sample_fraction, seed=defaults.SEED)
+        previous = _previous_features(spark, out, manifest) if params.incremental else None
+        todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
+        n_todo = todo.count() if previous is not None else None
+        features = featurize.add_features(
+            todo, spec, weights_path or "random", int(params.batch_size)
+        )
+        if reused is not None:
+            features = features.unionByName(reused)
+        todo_n = f"{n_todo:,}" if n_todo is not None else f"{listed.summary.to_read:,}"
+        if params.sample_fraction < 1.0 and n_todo is None:
+            todo_n = f"a {params.sample_fraction:.0%} sample of {todo_n}"
+        with jobs_named(spark, f"featurize: {what} on {todo_n} images, write features"):
+            features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
+        staging.write_manifest(manifest)
+    return listed, n_todo
 
 
 def features_manifest(params: RunParams, weights_path: str | None, spark_version: str) -> dict:
@@ -304,7 +323,6 @@ def reduce_features(
         reduced = reduction.transform(stored).select("path", "label", "split", "pca")
 
         def write_reduced() -> None:
-            # (a new thread: Spark's job group is set again, not inherited)
             described = f"PCA: project onto {reduction.k} components, write reduced"
             with jobs_named(spark, described, group="reduce"):
                 reduced.write.mode("overwrite").parquet(staging.spark(layout.REDUCED))
@@ -317,7 +335,7 @@ def reduce_features(
         # drawn (on this thread: matplotlib's) while both run: the driver waits once.
         staged = out.staged(layout.REDUCED, layout.REDUCTION_MODEL)
         with staged as staging, ThreadPoolExecutor(max_workers=2) as pool:
-            done = [pool.submit(write_reduced), pool.submit(save_model)]
+            done = [pool.submit(inheritable(write_reduced)), pool.submit(inheritable(save_model))]
             fig = plots.explained_variance_figure(
                 reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
             )

@@ -1,7 +1,7 @@
 """Standardize then PCA, k fixed or chosen from explained variance, in one pass over the data.
 
 The mean, the standard deviations and the covariance come from one distributed pass
-(:func:`feature_moments`: per-partition moments in NumPy, merged on the driver); the principal
+(:func:`feature_moments`: per-partition moments in NumPy, merged in a tree); the principal
 components from its eigendecomposition. The fitted ``PipelineModel`` holds one stage,
 :class:`Projection` (standardize, then project), saved with Spark ML persistence so new images
 can be projected into the same space later. Only public, version-stable Spark APIs are used:
@@ -131,6 +131,9 @@ class Moments:
         standard deviation and constant columns get scale 0 (as Spark's StandardScaler)."""
         covariance = self.m2 / max(self.n - 1, 1)
         std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+        # A constant column's deviation is exactly 0 only when its mean is exact in binary;
+        # otherwise rounding leaves ~1e-17, whose inverse would blow it up to unit variance.
+        std = np.where(std <= 1e-9 * np.abs(self.mean), 0.0, std)
         scale = inverse_std(std)
         return self.mean, std, covariance * np.outer(scale, scale)
 
@@ -143,7 +146,7 @@ def inverse_std(std: np.ndarray) -> np.ndarray:
 
 def feature_moments(df: DataFrame, features_col: str = "features") -> Moments:
     """Moments of the non-null ``features_col`` arrays, in one pass: each partition's in the
-    workers (NumPy, float64, batch by batch), merged on the driver; only d x d numbers travel.
+    workers (NumPy, float64, batch by batch), merged in a tree; only d x d numbers travel.
 
     Raises:
         ValueError: no row has features.
@@ -160,20 +163,24 @@ def feature_moments(df: DataFrame, features_col: str = "features") -> Moments:
                 {"n": [total.n], "mean": [total.mean.tobytes()], "m2": [total.m2.tobytes()]}
             )
 
-    rows = (
+    partials = (
         df.select(features_col)
         .filter(F.col(features_col).isNotNull())
         .mapInPandas(partial, "n long, mean binary, m2 binary")
-        .collect()
     )
-    if not rows:
-        raise ValueError("no rows with features to fit PCA on")
-    total = None
-    for r in rows:
-        mean = np.frombuffer(r.mean, dtype=np.float64)
-        part = Moments(r.n, mean, np.frombuffer(r.m2, dtype=np.float64).reshape(len(mean), -1))
-        total = part if total is None else total.merge(part)
-    return total
+    # Merged in a tree on the executors: one d x d matrix per partition (13 MB at d = 1280)
+    # collected on the driver would pass spark.driver.maxResultSize (1 GB) at ~75 partitions.
+    try:
+        return partials.rdd.map(_row_moments).treeReduce(Moments.merge, depth=3)
+    except ValueError as err:  # PySpark: "Can not reduce() empty RDD"
+        if "empty" in str(err):
+            raise ValueError("no rows with features to fit PCA on") from None
+        raise
+
+
+def _row_moments(row) -> Moments:
+    mean = np.frombuffer(row.mean, dtype=np.float64)
+    return Moments(row.n, mean, np.frombuffer(row.m2, dtype=np.float64).reshape(len(mean), -1))
 
 
 class Projection(
@@ -295,6 +302,11 @@ def fit_reduction(
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+    if not eigenvalues.sum() > 0:
+        raise ValueError(
+            f"the features of the {moments.n} rows do not vary (one row, or every column "
+            "constant): there is nothing for PCA to reduce"
+        )
     ratios = eigenvalues / eigenvalues.sum()
     chosen = int(k) if k is not None else choose_k(ratios, variance_threshold)
     log.info("PCA on %d rows: k=%d explains %.4f", moments.n, chosen, ratios[:chosen].sum())
