@@ -213,10 +213,14 @@ def jobs_named(spark: SparkSession, description: str, group: str | None = None) 
         sc.setLocalProperty(_DESCRIPTION, previous[1])
 
 
-def inheritable(target):
+def inheritable(spark: SparkSession, target):
     """``target`` for a new thread that starts Spark jobs: PySpark runs each Python thread on its
     own JVM thread, which would otherwise start without the caller's job group, description
     and scheduler pool (a notebook's cancel would miss its jobs) and keep its connection open."""
+    import pyspark
     from pyspark import inheritable_thread_target
 
-    return inheritable_thread_target(target)
+    if int(pyspark.__version__.split(".")[0]) >= 4:
+        # Spark 4 also carries the session's job tags, given the session.
+        return inheritable_thread_target(spark)(target)
+    return inheritable_thread_target(target)  # Spark 3.5 (EMR 7): the function only

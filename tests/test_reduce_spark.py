@@ -146,7 +146,7 @@ def test_job_names_keep_a_notebook_servers_group_and_reach_worker_threads(spark)
             seen = (sc.getLocalProperty("spark.jobGroup.id"),
                     sc.getLocalProperty("spark.job.description"))  # fmt: skip
             with ThreadPoolExecutor(1) as pool:
-                in_thread = pool.submit(inheritable(
+                in_thread = pool.submit(inheritable(spark,
                     lambda: sc.getLocalProperty("spark.jobGroup.id"))).result()  # fmt: skip
         assert seen == ("cell-7", "featurize: something") and in_thread == "cell-7"
         assert sc.getLocalProperty("spark.job.description") == "a notebook cell"

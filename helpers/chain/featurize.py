@@ -117,7 +117,7 @@ def warm_workers(spark: SparkSession, spec: FeatureSpec) -> Future:
             spark.range(slots, numPartitions=slots).mapInPandas(warm, "id long").collect()
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
-    future = pool.submit(inheritable(run))
+    future = pool.submit(inheritable(spark, run))
     pool.shutdown(wait=False)
     return future
 

@@ -335,7 +335,7 @@ def reduce_features(
         # drawn (on this thread: matplotlib's) while both run: the driver waits once.
         staged = out.staged(layout.REDUCED, layout.REDUCTION_MODEL)
         with staged as staging, ThreadPoolExecutor(max_workers=2) as pool:
-            done = [pool.submit(inheritable(write_reduced)), pool.submit(inheritable(save_model))]
+            done = [pool.submit(inheritable(spark, f)) for f in (write_reduced, save_model)]
             fig = plots.explained_variance_figure(
                 reduction.explained_variance_ratio, reduction.k, reduction.variance_threshold
             )
