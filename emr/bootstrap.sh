@@ -4,13 +4,19 @@
 # sets PYSPARK_PYTHON to it); on the primary node it can also run the notebooks (papermill).
 #
 # Usage: bootstrap.sh --wheel s3://bucket/prefix/fruits_helpers-X-py3-none-any.whl
+#                     [--wheelhouse s3://bucket/prefix/code/wheelhouse]
 #                     [--venv /opt/fruits-venv] [--python python3.11] [--pip-args "..."]
 #                     [--instance-info FILE] [--spark-home DIR] [--no-sudo] [--dry-run]
 #   --wheel          the project's wheel (s3:// URI or local path)
+#   --wheelhouse     the wheels staged by `emr stage` (s3:// URI or local folder): installs
+#                    with --no-index from there, so no node needs the internet; its
+#                    requirements.txt (every node) and requirements-primary.txt (primary node)
+#                    name the pinned packages. Without it, the pins below come from the index.
 #   --venv           where to create the environment (default /opt/fruits-venv)
 #   --python         interpreter to build it from (default python3.11, installed with dnf
 #                    if missing)
-#   --pip-args       extra pip arguments (e.g. an internal index)
+#   --pip-args       extra pip arguments (e.g. an internal index); never written to the log
+#                    with credentials (user:token@ in a URL is masked)
 #   --instance-info  EMR's description of this node (default /mnt/var/lib/info/instance.json);
 #                    '"isMaster": true' in it makes this the primary node
 #   --spark-home     where EMR installs Spark (default /usr/lib/spark); it need not exist yet
@@ -43,6 +49,7 @@ PINNED=(
 PRIMARY_ONLY=("papermill==2.6.0" "ipykernel>=6.29")
 
 WHEEL=""
+WHEELHOUSE=""
 VENV="/opt/fruits-venv"
 PYTHON="python3.11"
 PIP_ARGS=""
@@ -55,6 +62,7 @@ DRY_RUN=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --wheel) WHEEL="$2"; shift 2 ;;
+    --wheelhouse) WHEELHOUSE="$2"; shift 2 ;;
     --venv) VENV="$2"; shift 2 ;;
     --python) PYTHON="$2"; shift 2 ;;
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
@@ -62,7 +70,7 @@ while [[ $# -gt 0 ]]; do
     --spark-home) SPARK_HOME_DIR="$2"; shift 2 ;;
     --no-sudo) SUDO=""; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -75,8 +83,13 @@ if [[ "$(id -u)" -eq 0 ]]; then
   SUDO=""
 fi
 
+# The log goes to S3: credentials in a URL (https://user:token@host/...) are masked.
+redact() {
+  sed -E 's#(://)[^/@[:space:]]+@#\1***@#g'
+}
+
 run() {
-  echo "+ $*"
+  printf '+ %s\n' "$*" | redact
   if [[ "$DRY_RUN" -eq 0 ]]; then
     "$@"
   fi
@@ -97,14 +110,28 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
   run_root dnf install -y -q python3.11 python3.11-pip
 fi
 
-# 4. The environment and the pinned packages
+# 4. The environment and the pinned packages: from the staged wheelhouse with no index, or
+#    from the index when no wheelhouse is given
 if [[ ! -x "$VENV/bin/python" ]]; then
   run_root "$PYTHON" -m venv "$VENV"
 fi
-# shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
-run_root "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
-# shellcheck disable=SC2086
-run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
+SOURCE=()
+if [[ -n "$WHEELHOUSE" ]]; then
+  LOCAL_WHEELHOUSE="$WHEELHOUSE"
+  if [[ "$WHEELHOUSE" == s3://* ]]; then
+    LOCAL_WHEELHOUSE="/tmp/fruits-wheelhouse"
+    run aws s3 cp --recursive --only-show-errors "$WHEELHOUSE" "$LOCAL_WHEELHOUSE"
+  fi
+  SOURCE=(--no-index --find-links "$LOCAL_WHEELHOUSE")
+  # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
+  run_root "$VENV/bin/python" -m pip install --quiet "${SOURCE[@]}" $PIP_ARGS \
+    -r "$LOCAL_WHEELHOUSE/requirements.txt"
+else
+  # shellcheck disable=SC2086
+  run_root "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
+  # shellcheck disable=SC2086
+  run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
+fi
 
 # 5. The project's wheel
 LOCAL_WHEEL="$WHEEL"
@@ -113,12 +140,18 @@ if [[ "$WHEEL" == s3://* ]]; then
   run aws s3 cp --only-show-errors "$WHEEL" "$LOCAL_WHEEL"
 fi
 # shellcheck disable=SC2086
-run_root "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_ARGS "$LOCAL_WHEEL"
+run_root "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall "${SOURCE[@]}" $PIP_ARGS "$LOCAL_WHEEL"
 
 # 6. Primary node only: notebook runner, and EMR's pyspark on the environment's path
 if is_primary; then
-  # shellcheck disable=SC2086
-  run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
+  if [[ -n "$WHEELHOUSE" ]]; then
+    # shellcheck disable=SC2086
+    run_root "$VENV/bin/python" -m pip install --quiet "${SOURCE[@]}" $PIP_ARGS \
+      -r "$LOCAL_WHEELHOUSE/requirements-primary.txt"
+  else
+    # shellcheck disable=SC2086
+    run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"
+  fi
   SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || echo "$VENV/lib/python3.11/site-packages")
   # A .pth line starting with "import" runs at every interpreter start: EMR's pyspark and its
   # py4j (whatever version that Spark ships) are looked up then, not now, since Spark is

@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables read by the project.
 ENV_SHARED_DIR = "FRUITS_SHARED_DIR"  # folder holding models/ and fruits360-sample/
 ENV_MODELS_DIR = "FRUITS_MODELS_DIR"  # extra folders searched for weight files (os.pathsep list)
+ENV_MODELS_URI = "FRUITS_MODELS_URI"  # a folder URI (s3://) searched after them (EMR's staged copy)
 ENV_CACHE_DIR = "FRUITS_CACHE_DIR"  # models converted for another inference runtime
 
 
@@ -61,6 +62,11 @@ def models_dirs() -> list[Path]:
     if shared is not None:
         dirs.append(shared / "models")
     return [d for d in dirs if d.is_dir()]
+
+
+def models_uri() -> str | None:
+    """A remote folder (``s3://...``) searched for weight files after the local ones."""
+    return os.environ.get(ENV_MODELS_URI) or None
 
 
 def fruits360_sample_dir() -> Path | None:

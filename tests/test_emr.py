@@ -34,12 +34,45 @@ def test_cluster_request_matches_the_emr_service_model():
     groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
     assert groups["TASK"]["Market"] == "SPOT" and groups["CORE"]["InstanceCount"] == 2
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert request["ReleaseLabel"].startswith("emr-7.")
+    # the v2 service role acts only on resources carrying this tag
+    assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in request["Tags"]
+    assert request["ServiceRole"] == "fruits-emr-service"
+    assert request["JobFlowRole"] == "fruits-emr-ec2"
+    assert request["SecurityConfiguration"] == "fruits-security"
+    for group in request["Instances"]["InstanceGroups"]:
+        volume = group["EbsConfiguration"]["EbsBlockDeviceConfigs"][0]["VolumeSpecification"]
+        assert volume == {"VolumeType": "gp3", "SizeInGB": 64}
+    bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"]
+    assert (
+        bootstrap[bootstrap.index("--wheelhouse") + 1]
+        == "s3://fruits-bucket/fruits/code/wheelhouse"
+    )
     spark_defaults = next(
         c for c in request["Configurations"] if c["Classification"] == "spark-defaults"
     )
     assert spark_defaults["Properties"]["spark.pyspark.python"] == emr.VENV_PYTHON
     assert "${" not in json.dumps(request)
+
+
+def test_one_shot_request_runs_the_steps_and_ends():
+    steps = emr.pipeline_steps(SPEC)
+    request = emr.run_job_flow_request(SPEC, steps)
+    assert validation_errors("RunJobFlow", request) == ""
+    assert request["Steps"] == steps
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
+    assert "AutoTerminationPolicy" not in request  # it ends with its last step
+
+
+def test_weights_are_looked_up_in_the_staged_folder_on_the_cluster():
+    for classification in emr.render_configurations(SPEC):
+        properties = dict(classification.get("Properties", {}))
+        for nested in classification.get("Configurations", []):
+            properties.update(nested["Properties"])
+        for name in ("spark.yarn.appMasterEnv.FRUITS_MODELS_URI", "FRUITS_MODELS_URI"):
+            if name in properties:
+                assert properties[name] == "s3://fruits-bucket/fruits/code/models"
 
 
 @pytest.mark.parametrize("mode", ["cli", "notebooks"])
@@ -79,13 +112,31 @@ def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path):
     s3_staging.ensure_bucket(SPEC.bucket, SPEC.region)
     wheel = tmp_path / SPEC.wheel_name
     wheel.write_bytes(b"wheel bytes")
+    weights = tmp_path / "mobilenet_v2_weights.h5"
+    weights.write_bytes(b"weights")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / "requirements.txt").write_text("six==1.17.0\n")
     client = boto3.client("emr", region_name=SPEC.region)
     launcher = emr.Launcher(SPEC, client=client)
 
-    staged = launcher.stage(wheel)
+    staged = launcher.stage(wheel, wheelhouse, weights)
     keys = {o["key"] for o in s3_staging.list_prefix(f"s3://{SPEC.bucket}/fruits/code")}
-    assert {u.split(f"{SPEC.bucket}/", 1)[1] for u in staged} == keys
+    assert {u.split(f"{SPEC.bucket}/", 1)[1] for u in staged if not u.endswith("/")} | {
+        "fruits/code/wheelhouse/requirements.txt"
+    } == keys
     assert "fruits/code/bootstrap.sh" in keys and "fruits/code/notebooks/03_pca.ipynb" in keys
+    assert "fruits/code/models/mobilenet_v2_weights.h5" in keys
+    # EMR Studio's copies declare the PySpark kernel; the committed notebooks keep python3
+    studio = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=SPEC.bucket, Key="fruits/code/notebooks-studio/03_pca.ipynb")["Body"]
+        .read()
+    )
+    assert studio["metadata"]["kernelspec"]["name"] == "pysparkkernel"
+    committed = json.loads((ROOT / "notebooks" / "03_pca.ipynb").read_text())
+    assert committed["metadata"]["kernelspec"]["name"] == "python3"
+    assert studio["cells"] == committed["cells"]
 
     cluster_id = launcher.create()
     assert cluster_id.startswith("j-")
@@ -113,6 +164,7 @@ def test_instance_profile_policy_is_least_privilege():
         "s3:PutObject",
         "s3:DeleteObject",
         "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
     }
     for statement in policy["Statement"]:
         resources = (
@@ -123,8 +175,12 @@ def test_instance_profile_policy_is_least_privilege():
         for resource in resources:
             assert resource.startswith("arn:aws:s3:::fruits-bucket"), resource
         writes = {"s3:PutObject", "s3:DeleteObject"} & set(statement["Action"])
-        if writes:  # writing only under output/ and logs/
-            assert all(re.search(r"/fruits/(output|logs)/\*$", r) for r in resources)
+        if writes:  # writing only under output/ and logs/, and EMRFS folder markers
+            assert all(
+                re.search(r"/fruits/(output|logs/emr|logs/spark-events)/\*$", r)
+                or r.endswith("_$folder$")
+                for r in resources
+            ), resources
     assert "${" not in json.dumps(policy)
 
 
@@ -155,6 +211,35 @@ def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
     assert done.stdout.rstrip().endswith(
         "bootstrap: done (environment " + str(tmp_path / "venv") + ")"
     )
+
+
+def test_bootstrap_dry_run_installs_from_the_wheelhouse_with_no_index(tmp_path):
+    done = subprocess.run(
+        ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         "--wheelhouse", "s3://b/p/code/wheelhouse",
+         "--venv", str(tmp_path / "venv"), "--python", "python3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "aws s3 cp --recursive --only-show-errors s3://b/p/code/wheelhouse " in out
+    installs = [line for line in out.splitlines() if " -m pip install" in line]
+    assert installs and all("--no-index --find-links /tmp/fruits-wheelhouse" in i for i in installs)
+    assert "-r /tmp/fruits-wheelhouse/requirements.txt" in out
+    assert "--upgrade pip" not in out and "tensorflow" not in out
+
+
+def test_bootstrap_never_echoes_index_credentials(tmp_path):
+    secret = "s3cr3t-t0ken"
+    done = subprocess.run(
+        ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         "--pip-args", f"--extra-index-url https://__token__:{secret}@pypi.example/simple",
+         "--venv", str(tmp_path / "venv"), "--python", "python3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert "https://***@pypi.example/simple" in done.stdout
 
 
 def test_bootstrap_refuses_bad_arguments():

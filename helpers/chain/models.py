@@ -5,6 +5,7 @@ Weights are looked up in this order, first hit wins:
 1. an explicit file (``weights="/path/file.h5"`` or ``s3://...``),
 2. Keras's own cache (``$KERAS_HOME/models`` or ``~/.keras/models``) under Keras's file name,
 3. ``$FRUITS_MODELS_DIR`` folders and the shared ``models/`` folder beside the project,
+   then the folder URI ``$FRUITS_MODELS_URI`` (on EMR: the weights ``emr stage`` uploaded),
 4. Keras's download (what ``weights="imagenet"`` does when online), into Keras's cache.
 
 When none works the error names the file and where to put it. Random weights are only ever
@@ -224,6 +225,12 @@ def resolve_weights(
         candidate = folder / backbone.weights_file
         if candidate.is_file():
             return str(candidate)
+    remote = config.models_uri()
+    if remote:  # a cluster reads the staged file: its nodes need no internet
+        candidate_uri = storage.join(remote, backbone.weights_file)
+        if storage.is_s3(candidate_uri) and storage._s3_has(*storage.split_s3(candidate_uri)):
+            return candidate_uri
+        searched.append(remote)
 
     if download:
         try:

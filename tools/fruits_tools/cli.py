@@ -1,6 +1,7 @@
 """Tooling command line: ``python -m fruits_tools s3|emr|make-sample``.
 
-Errors a user can fix print one line and exit with status 2; no stack trace.
+Errors a user can fix print one line and exit with status 2; AWS errors, a timeout or a failed
+run exit with status 1 (a failed run after printing why); no stack trace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import sys
 from pathlib import Path
 
 from helpers import config, defaults
+
+EMR_ACTIONS = [
+    "run", "roles", "security-config", "stage", "create", "submit", "status", "wait",
+    "terminate", "policy", "cost", "notebooks-execution", "teardown",
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,27 +37,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--region", default=defaults.REGION, help="bucket region (default: %(default)s)"
     )
     s3.add_argument("--workers", type=int, default=defaults.S3_WORKERS, help="parallel transfers")
+    s3.add_argument("--kms-key", default=None, help="make-bucket: SSE-KMS default with this key")
+    s3.add_argument("--prefix", default="fruits", help="make-bucket: the project's prefix")
+    s3.add_argument("--staging-days", type=int, default=7, help="expire output/_staging/ after")
+    s3.add_argument("--log-days", type=int, default=30, help="expire logs/ after")
+    s3.add_argument("--multipart-days", type=int, default=3, help="abort unfinished uploads after")
 
-    emr = sub.add_parser("emr", help="stage, create, submit, watch and terminate an EMR cluster")
-    emr.add_argument(
-        "action", choices=["stage", "create", "submit", "status", "wait", "terminate", "policy"]
+    emr = sub.add_parser(
+        "emr", help="roles, stage, run (one-shot), create, submit, wait, teardown on AWS EMR"
     )
+    emr.add_argument("action", choices=EMR_ACTIONS)
+    emr.add_argument("what", nargs="?", choices=["create", "delete"], help="roles, security-config")
     emr.add_argument("--bucket", required=True, help="S3 bucket for input, code, output, logs")
     emr.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
     emr.add_argument("--region", default=defaults.REGION, help="AWS region (default: %(default)s)")
     emr.add_argument("--dry-run", action="store_true", help="print the API requests, send nothing")
-    emr.add_argument("--cluster-id", help="the cluster (submit, status, wait, terminate)")
+    emr.add_argument("--cluster-id", help="the cluster (submit, status, wait, terminate, ...)")
+    emr.add_argument("--step-id", action="append", help="wait: these steps (default: all)")
     emr.add_argument("--wheel", help="the project's wheel to stage (pip wheel --no-deps -w dist .)")
+    emr.add_argument("--wheelhouse", help="stage: a wheelhouse folder (default: build it, cached)")
+    emr.add_argument("--weights", help="stage: the weights file (default: the local lookup)")
     emr.add_argument("--release", default=None, help="EMR release label")
     emr.add_argument("--core-count", type=int, default=2)
     emr.add_argument("--task-count", type=int, default=0, help="task nodes (spot by default)")
     emr.add_argument("--on-demand", action="store_true", help="task nodes on demand, not spot")
-    emr.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle s")
-    emr.add_argument("--subnet-id", default=None)
-    emr.add_argument("--mode", choices=["cli", "notebooks"], default="cli", help="submit: how")
+    emr.add_argument("--ebs-gb", type=int, default=64, help="gp3 volume per node (GB)")
+    emr.add_argument("--idle-timeout", type=int, default=3600, help="create: end after idle s")
+    emr.add_argument("--subnet-id", default=None, help="tagged for-use-with-amazon-emr-...=true")
+    emr.add_argument("--kms-key", default=None, help="KMS key ARN: S3, local disks, EBS")
+    emr.add_argument("--tls-certificates", default=None, help="s3://.../certs.zip: TLS in transit")
+    emr.add_argument(
+        "--no-security-configuration", action="store_true", help="no encryption at rest"
+    )
+    emr.add_argument("--mode", choices=["cli", "notebooks"], default="cli", help="run, submit")
     emr.add_argument("--input", default=None, help="input URI (default s3://bucket/prefix/input)")
     emr.add_argument("--output", default=None, help="output URI (default .../prefix/output)")
     emr.add_argument("--wait", action="store_true", help="submit: wait for the steps to end")
+    emr.add_argument("--no-wait", action="store_true", help="run, notebooks-execution: return")
+    emr.add_argument("--hours", type=float, default=1.0, help="cost: expected hours of the run")
+    emr.add_argument("--poll", type=float, default=30.0, help="seconds between status requests")
+    emr.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait at most")
+    emr.add_argument("--notebook", help="notebooks-execution: e.g. 03_pca")
+    emr.add_argument("--params", default="{}", help="notebooks-execution: parameters as JSON")
+    emr.add_argument("--studio-role", default=None, help="notebooks-execution: Studio's role")
+    emr.add_argument("--yes", action="store_true", help="teardown: do not ask")
 
     sample = sub.add_parser("make-sample", help="regenerate data_sample/ (deterministic)")
     sample.add_argument("--output", default=config.default_input(), help="target folder")
@@ -60,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the project at INFO, libraries (botocore's credential chatter) at WARNING
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in ("fruits_tools", "helpers"):
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         if args.command == "emr":
             return _emr(args)
@@ -79,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (RuntimeError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(err, (BotoCoreError, ClientError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
     return 1
 
 
@@ -92,26 +134,55 @@ def _emr(args: argparse.Namespace) -> int:
         core_count=args.core_count,
         task_count=args.task_count,
         task_spot=not args.on_demand,
+        ebs_gb=args.ebs_gb,
         idle_timeout_s=args.idle_timeout,
         subnet_id=args.subnet_id,
+        kms_key_arn=args.kms_key,
+        **({"security_configuration": None} if args.no_security_configuration else {}),
         **({"release": args.release} if args.release else {}),
         **({"wheel_name": Path(args.wheel).name} if args.wheel else {}),
     )
     launcher = emr.Launcher(spec, dry_run=args.dry_run)
-    needs_cluster = args.action in ("submit", "status", "wait", "terminate")
+    needs_cluster = args.action in ("submit", "status", "wait", "terminate", "notebooks-execution")
     if needs_cluster and not args.cluster_id and not args.dry_run:
         raise ValueError(f"emr {args.action} needs --cluster-id")
+    if args.action in ("roles", "security-config") and not args.what:
+        raise ValueError(f"emr {args.action} needs create or delete")
     cluster_id = args.cluster_id or "j-DRYRUN"
+    wait = {"poll_s": args.poll, "timeout_s": args.timeout}
     if args.action == "policy":
         print(json.dumps(emr.render_policy(spec), indent=2))
+    elif args.action == "cost":
+        print(emr.estimate_cost(spec, args.hours)["line"])
+    elif args.action == "roles":
+        return _roles(args, spec)
+    elif args.action == "security-config":
+        if args.what == "create":
+            name = launcher.create_security_configuration(args.kms_key, args.tls_certificates)
+            print(f"security configuration {name}")
+        else:
+            launcher.delete_security_configuration()
     elif args.action == "stage":
         if not args.wheel:
             raise ValueError(
                 "emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)"
             )
-        for uri in launcher.stage(Path(args.wheel)):
+        weights, wheelhouse = _weights(args), _wheelhouse(args)
+        for uri in launcher.stage(Path(args.wheel), wheelhouse, weights):
             print(uri)
+    elif args.action == "run":
+        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode)
+        print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
+        created = launcher.create(steps)
+        if not created:
+            return 0
+        print(json.dumps({"cluster_id": created}), flush=True)
+        if args.no_wait:
+            return 0
+        outcome = launcher.wait(created, None, until_terminated=True, **wait)
+        return _outcome(launcher, outcome)
     elif args.action == "create":
+        print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
         created = launcher.create()
         if created:
             print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
@@ -121,17 +192,170 @@ def _emr(args: argparse.Namespace) -> int:
         if step_ids:
             print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
             if args.wait:
-                print(json.dumps(launcher.wait(cluster_id, step_ids), indent=2))
-    elif args.action in ("status", "wait"):
-        result = (
-            launcher.status(cluster_id)
-            if args.action == "status"
-            else launcher.wait(cluster_id, [])
-        )
+                return _outcome(launcher, launcher.wait(cluster_id, step_ids, **wait))
+    elif args.action == "status":
+        result = launcher.status(cluster_id)
         if result:
             print(json.dumps(result, indent=2))
+    elif args.action == "wait":
+        if not args.dry_run:
+            return _outcome(launcher, launcher.wait(cluster_id, args.step_id, **wait))
     elif args.action == "terminate":
         launcher.terminate(cluster_id)
+    elif args.action == "notebooks-execution":
+        return _notebooks_execution(args, spec, launcher, cluster_id)
+    elif args.action == "teardown":
+        return _teardown(args, spec, launcher)
+    return 0
+
+
+def _outcome(launcher, outcome) -> int:
+    """Print how the run ended; 0 only when every step completed and the cluster had no error."""
+    print(json.dumps(outcome.summary(), indent=2))
+    for line in launcher.report(outcome):
+        print(line, file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _account(args: argparse.Namespace) -> str:
+    from fruits_tools import s3_staging
+
+    if args.dry_run:
+        try:
+            return s3_staging.account_id(args.region)
+        except Exception:  # a dry run needs no credentials
+            return "ACCOUNT_ID"
+    return s3_staging.account_id(args.region)
+
+
+def _roles(args: argparse.Namespace, spec) -> int:
+    from fruits_tools import iam
+
+    if args.what == "create":
+        requests = iam.create_requests(
+            spec.bucket, spec.prefix, _account(args), spec.region, spec.kms_key_arn
+        )
+    else:
+        requests = iam.delete_requests()
+    if args.dry_run:
+        for operation, params in requests:
+            print(json.dumps({"operation": operation, "params": params}, indent=2))
+        return 0
+    import boto3
+
+    client = boto3.client("iam", region_name=spec.region)
+    if args.what == "create":
+        iam.create_roles(client, spec.bucket, spec.prefix, _account(args), spec.region,
+                         spec.kms_key_arn)  # fmt: skip
+    else:
+        iam.delete_roles(client)
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> Path | None:
+    """The weights file to stage: ``--weights`` or the local lookup (never a download)."""
+    if args.weights:
+        if not Path(args.weights).is_file():
+            raise FileNotFoundError(f"weights file not found: {args.weights}")
+        return Path(args.weights)
+    from helpers.chain.models import WeightsNotFoundError, get_backbone, resolve_weights
+
+    try:
+        return Path(resolve_weights(get_backbone("mobilenet_v2"), "imagenet", download=False))
+    except WeightsNotFoundError as err:
+        if args.dry_run:
+            print(f"(weights not found locally: {str(err).splitlines()[0]})", file=sys.stderr)
+            return None
+        raise ValueError(str(err).splitlines()[0] + " (pass --weights FILE)") from None
+
+
+def _wheelhouse(args: argparse.Namespace) -> Path | None:
+    if args.wheelhouse:
+        if not (Path(args.wheelhouse) / "requirements.txt").is_file():
+            raise FileNotFoundError(f"no requirements.txt in wheelhouse {args.wheelhouse}")
+        return Path(args.wheelhouse)
+    if args.dry_run:
+        print("(wheelhouse: built with pip download when not a dry run)", file=sys.stderr)
+        return None
+    from fruits_tools import wheelhouse
+
+    return wheelhouse.build()
+
+
+def _notebooks_execution(args: argparse.Namespace, spec, launcher, cluster_id: str) -> int:
+    from fruits_tools import emr
+
+    if not args.notebook:
+        raise ValueError("emr notebooks-execution needs --notebook (e.g. 03_pca)")
+    if not args.studio_role:
+        raise ValueError("emr notebooks-execution needs --studio-role (EMR Studio's role)")
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--params is not JSON: {err}") from None
+    if not isinstance(params, dict):
+        raise ValueError("--params must be a JSON object, e.g. '{\"K\": 50}'")
+    request = emr.notebook_execution_request(
+        spec, cluster_id, args.notebook, params, args.studio_role
+    )
+    execution_id = launcher.start_notebook_execution(request)
+    if not execution_id:
+        return 0
+    print(json.dumps({"notebook_execution_id": execution_id}), flush=True)
+    if args.no_wait:
+        return 0
+    execution = launcher.wait_notebook_execution(execution_id, args.poll, args.timeout)
+    print(json.dumps({k: execution.get(k) for k in (
+        "NotebookExecutionId", "Status", "LastStateChangeReason", "OutputNotebookURI")},
+        indent=2, default=str))  # fmt: skip
+    return 0 if execution["Status"] == "FINISHED" else 1
+
+
+def _teardown(args: argparse.Namespace, spec, launcher) -> int:
+    """Remove what ``stage``, ``roles create`` and ``security-config create`` made; input,
+    output and logs stay."""
+    from fruits_tools import iam, s3_staging
+
+    code = spec.uri("code") + "/"
+    what = (
+        f"delete everything under {code}, the roles {iam.INSTANCE_ROLE} and {iam.SERVICE_ROLE}, "
+        f"the instance profile {iam.INSTANCE_ROLE}"
+        + (
+            f" and the security configuration {spec.security_configuration}"
+            if spec.security_configuration
+            else ""
+        )  # fmt: skip
+    )
+    if args.dry_run:
+        print(f"would {what}")
+        for operation, params in iam.delete_requests():
+            print(json.dumps({"operation": operation, "params": params}))
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ValueError(f"teardown would {what}: pass --yes to confirm")
+        if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    import boto3
+
+    owner = launcher.owner
+    keys = [o["key"] for o in s3_staging.list_prefix(code, launcher.s3, owner)]
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes 1,000 keys at most
+        launcher.s3.delete_objects(
+            Bucket=spec.bucket, ExpectedBucketOwner=owner,
+            Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True},
+        )  # fmt: skip
+    print(f"deleted {len(keys)} objects under {code}")
+    iam.delete_roles(boto3.client("iam", region_name=spec.region))
+    if spec.security_configuration:
+        from botocore.exceptions import ClientError
+
+        try:
+            launcher.delete_security_configuration()
+            print(f"deleted security configuration {spec.security_configuration}")
+        except ClientError as err:
+            print(f"security configuration: {err}")
     return 0
 
 
@@ -141,14 +365,30 @@ def _s3(args: argparse.Namespace) -> int:
     wanted = {"make-bucket": 1, "upload": 2, "download": 2, "ls": 1}[args.action]
     if len(args.args) != wanted:
         raise ValueError(f"s3 {args.action} takes {wanted} argument(s), got {len(args.args)}")
+    if args.action == "upload" and not Path(args.args[0]).is_dir():
+        raise FileNotFoundError(f"no folder at {args.args[0]}")
+    owner = s3_staging.account_id(args.region)  # ExpectedBucketOwner of every request
     if args.action == "make-bucket":
-        print(json.dumps(s3_staging.ensure_bucket(args.args[0], args.region), indent=2))
+        settings = s3_staging.ensure_bucket(
+            args.args[0], args.region, expected_owner=owner, kms_key_arn=args.kms_key,
+            prefix=args.prefix, multipart_days=args.multipart_days,
+            staging_days=args.staging_days, log_days=args.log_days,
+        )  # fmt: skip
+        print(json.dumps(settings, indent=2, default=str))
     elif args.action == "upload":
-        print(s3_staging.upload_folder(args.args[0], args.args[1], workers=args.workers))
+        print(
+            s3_staging.upload_folder(
+                args.args[0], args.args[1], workers=args.workers, expected_owner=owner
+            )
+        )
     elif args.action == "download":
-        print(s3_staging.download_prefix(args.args[0], args.args[1], workers=args.workers))
+        print(
+            s3_staging.download_prefix(
+                args.args[0], args.args[1], workers=args.workers, expected_owner=owner
+            )
+        )
     else:
-        objects = s3_staging.list_prefix(args.args[0])
+        objects = s3_staging.list_prefix(args.args[0], expected_owner=owner)
         for obj in objects:
             print(f"{obj['size']:>12,}  {obj['key']}")
         print(f"{len(objects)} objects, {sum(o['size'] for o in objects):,} bytes")

@@ -1,23 +1,31 @@
-"""Run the pipeline on AWS EMR from code: stage, create the cluster, submit, wait, terminate.
+"""Run the pipeline on AWS EMR from code: stage, run (one-shot), create, submit, wait, teardown.
 
 Every API request is built by a pure function (so ``--dry-run`` prints exactly what would be
-sent, and tests validate it against botocore's EMR service model). Credentials come from the
-standard AWS chain; the cluster's nodes use the instance profile (see ``emr/iam/``).
+sent, and tests validate it against botocore's service models). Credentials come from the
+standard AWS chain; the cluster's nodes use the project's instance profile (:mod:`.iam`).
 
 S3 layout under ``s3://<bucket>/<prefix>/``: ``input/`` (images), ``code/`` (bootstrap, wheel,
-entry point, notebooks), ``output/`` (results), ``logs/`` (EMR logs, Spark event logs).
+wheelhouse, weights, entry point, notebooks), ``output/`` (results), ``logs/`` (EMR logs).
+
+A run is reported truthfully: the launcher waits for the steps it launched, exits non-zero when
+one failed or was cancelled or when the cluster ended with errors, and then prints the step's
+``FailureDetails`` and the tail of the driver's log (in cluster deploy mode, the stderr of the
+YARN application master's container, which EMR copies under the cluster's LogUri).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import logging
+import math
+import re
 import string
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fruits_tools import assets
+from fruits_tools import assets, iam
 from helpers import defaults, storage
 
 log = logging.getLogger(__name__)
@@ -27,6 +35,12 @@ DEFAULT_RELEASE = "emr-7.13.0"
 VENV_PYTHON = "/opt/fruits-venv/bin/python"
 #: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
 EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
+SECURITY_CONFIGURATION = "fruits-security"
+STEP_ENDED = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
+#: The root volume EMR gives every node besides the EBS volumes asked for (GB).
+ROOT_VOLUME_GB = 15
+#: EMR Studio's PySpark kernel (Sparkmagic through Livy), which the staged copies declare.
+STUDIO_KERNELSPEC = {"name": "pysparkkernel", "display_name": "PySpark", "language": "python"}
 
 
 @dataclass
@@ -44,14 +58,21 @@ class ClusterSpec:
     task_type: str = "m5.xlarge"
     task_count: int = 0
     task_spot: bool = True
+    ebs_gb: int = 64
     idle_timeout_s: int = 3600
-    service_role: str = "EMR_DefaultRole"
-    instance_profile: str = "EMR_EC2_DefaultRole"
+    service_role: str = iam.SERVICE_ROLE
+    instance_profile: str = iam.INSTANCE_ROLE
+    security_configuration: str | None = SECURITY_CONFIGURATION
     subnet_id: str | None = None
     wheel_name: str = "fruits_helpers-0.1.0-py3-none-any.whl"
+    kms_key_arn: str | None = None
 
     def uri(self, *parts: str) -> str:
         return "/".join([f"s3://{self.bucket}", self.prefix.strip("/"), *parts])
+
+    def key(self, *parts: str) -> str:
+        """The object key of ``uri(*parts)`` in the bucket."""
+        return "/".join([self.prefix.strip("/"), *parts])
 
 
 def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
@@ -60,39 +81,96 @@ def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
     Spark's event logs stay where EMR puts them (``hdfs:///var/log/spark/apps``, which exists
     before any application starts): EMR's persistent Spark UI and its History Server read them
     from there, and an S3 prefix that nothing has created yet would stop every application.
+    ``FRUITS_MODELS_URI`` points the weight lookup at the staged weights, so no node downloads
+    them from the internet.
     """
     path = path or assets.emr_file("configurations.json")
-    text = string.Template(path.read_text()).substitute(BUCKET=spec.bucket, PREFIX=spec.prefix)
-    return json.loads(text)
-
-
-def render_policy(spec: ClusterSpec, path: Path | None = None) -> dict:
-    """The instance profile's least-privilege S3 policy for this bucket and prefix."""
-    path = path or assets.emr_file("iam/instance-profile-policy.json")
     text = string.Template(path.read_text()).substitute(
-        BUCKET=spec.bucket, PREFIX=spec.prefix.strip("/")
+        BUCKET=spec.bucket, PREFIX=spec.prefix, MODELS_URI=spec.uri("code", "models")
     )
     return json.loads(text)
 
 
-def run_job_flow_request(spec: ClusterSpec) -> dict:
-    """Parameters of ``RunJobFlow`` for the cluster."""
+def render_policy(spec: ClusterSpec) -> dict:
+    """The instance profile's least-privilege policy for this bucket, prefix and key."""
+    return iam.instance_policy(spec.bucket, spec.prefix, spec.kms_key_arn)
+
+
+def security_configuration(
+    kms_key_arn: str | None = None, tls_certificates: str | None = None
+) -> dict:
+    """An EMR security configuration: S3 at rest (SSE-KMS with the key, else SSE-S3), local
+    disks and EBS volumes with the key, TLS in transit when a PEM certificate zip is given.
+
+    Local-disk and EBS encryption need a KMS key of your own: EMR has no SSE-S3 equivalent for
+    them, so without a key the configuration is refused rather than silently weaker.
+    """
+    if not kms_key_arn:
+        raise ValueError(
+            "a security configuration encrypts local disks and EBS with a KMS key: pass "
+            "--kms-key arn:aws:kms:REGION:ACCOUNT:key/ID (or --no-security-configuration)"
+        )
+    at_rest = {
+        "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": kms_key_arn},
+        "LocalDiskEncryptionConfiguration": {
+            "EncryptionKeyProviderType": "AwsKms",
+            "AwsKmsKey": kms_key_arn,
+            "EnableEbsEncryption": True,
+        },
+    }
+    encryption: dict = {
+        "EnableAtRestEncryption": True,
+        "EnableInTransitEncryption": bool(tls_certificates),
+        "AtRestEncryptionConfiguration": at_rest,
+    }
+    if tls_certificates:
+        if not tls_certificates.startswith("s3://") or not tls_certificates.endswith(".zip"):
+            raise ValueError(
+                f"--tls-certificates must be an s3://.../*.zip of PEM files, got {tls_certificates}"
+            )
+        encryption["InTransitEncryptionConfiguration"] = {
+            "TLSCertificateConfiguration": {
+                "CertificateProviderType": "PEM",
+                "S3Object": tls_certificates,
+            }
+        }
+    return {"EncryptionConfiguration": encryption}
+
+
+def _instance_group(name: str, role: str, market: str, type_: str, count: int, ebs_gb: int):
+    return {
+        "Name": name, "InstanceRole": role, "Market": market,
+        "InstanceType": type_, "InstanceCount": count,
+        "EbsConfiguration": {
+            "EbsBlockDeviceConfigs": [
+                {"VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": ebs_gb},
+                 "VolumesPerInstance": 1}
+            ],
+            "EbsOptimized": True,
+        },
+    }  # fmt: skip
+
+
+def run_job_flow_request(spec: ClusterSpec, steps: list[dict] | None = None) -> dict:
+    """Parameters of ``RunJobFlow``.
+
+    With ``steps``: a one-shot (transient) cluster that runs them and terminates
+    (``KeepJobFlowAliveWhenNoSteps=False``). Without: a cluster that waits for steps and ends
+    after ``idle_timeout_s`` of idleness.
+    """
     groups = [
-        {"Name": "primary", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
-         "InstanceType": spec.primary_type, "InstanceCount": 1},
-        {"Name": "core", "InstanceRole": "CORE", "Market": "ON_DEMAND",
-         "InstanceType": spec.core_type, "InstanceCount": spec.core_count},
-    ]  # fmt: skip
+        _instance_group("primary", "MASTER", "ON_DEMAND", spec.primary_type, 1, spec.ebs_gb),
+        _instance_group("core", "CORE", "ON_DEMAND", spec.core_type, spec.core_count, spec.ebs_gb),
+    ]
     if spec.task_count:
+        market = "SPOT" if spec.task_spot else "ON_DEMAND"
         groups.append(
-            {"Name": "task", "InstanceRole": "TASK",
-             "Market": "SPOT" if spec.task_spot else "ON_DEMAND",
-             "InstanceType": spec.task_type, "InstanceCount": spec.task_count}
-        )  # fmt: skip
-    instances: dict = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True}
+            _instance_group("task", "TASK", market, spec.task_type, spec.task_count, spec.ebs_gb)
+        )
+    instances: dict = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": steps is None}
     if spec.subnet_id:
         instances["Ec2SubnetId"] = spec.subnet_id
-    return {
+    request = {
         "Name": spec.name,
         "ReleaseLabel": spec.release,
         "LogUri": spec.uri("logs", "emr") + "/",
@@ -105,17 +183,26 @@ def run_job_flow_request(spec: ClusterSpec) -> dict:
                 "Name": "fruits-python-environment",
                 "ScriptBootstrapAction": {
                     "Path": spec.uri("code", "bootstrap.sh"),
-                    "Args": ["--wheel", spec.uri("code", spec.wheel_name)],
+                    "Args": [
+                        "--wheel", spec.uri("code", spec.wheel_name),
+                        "--wheelhouse", spec.uri("code", "wheelhouse"),
+                    ],
                 },
             }
         ],
         "Configurations": render_configurations(spec),
         "ServiceRole": spec.service_role,
         "JobFlowRole": spec.instance_profile,
-        "AutoTerminationPolicy": {"IdleTimeout": spec.idle_timeout_s},
         "VisibleToAllUsers": True,
-        "Tags": [{"Key": "project", "Value": "fruits"}],
-    }
+        "Tags": [*iam.TAGS, iam.MANAGED_POLICY_TAG],
+    }  # fmt: skip
+    if steps is None:
+        request["AutoTerminationPolicy"] = {"IdleTimeout": spec.idle_timeout_s}
+    else:
+        request["Steps"] = steps
+    if spec.security_configuration:
+        request["SecurityConfiguration"] = spec.security_configuration
+    return request
 
 
 def pipeline_steps(
@@ -169,24 +256,133 @@ def pipeline_steps(
     ]
 
 
-def staging_files(spec: ClusterSpec, wheel: Path) -> dict[str, Path]:
+def notebook_execution_request(
+    spec: ClusterSpec,
+    cluster_id: str,
+    notebook: str,
+    params: dict,
+    service_role: str,
+    name: str | None = None,
+) -> dict:
+    """Parameters of ``StartNotebookExecution``: a staged notebook (``code/notebooks-studio/``,
+    the copies that declare the PySpark kernel) run by EMR Studio's engine on ``cluster_id``,
+    the executed copy written to ``output/notebooks-studio/``."""
+    stem = Path(notebook).stem
+    return {
+        "NotebookExecutionName": name or f"fruits-{stem}",
+        "NotebookS3Location": {
+            "Bucket": spec.bucket,
+            "Key": spec.key("code", "notebooks-studio", f"{stem}.ipynb"),
+        },
+        "OutputNotebookS3Location": {
+            "Bucket": spec.bucket,
+            "Key": spec.key("output", "notebooks-studio"),
+        },
+        "OutputNotebookFormat": "HTML",
+        "NotebookParams": json.dumps(params),
+        "ExecutionEngine": {"Id": cluster_id, "Type": "EMR"},
+        "ServiceRole": service_role,
+        "Tags": [*iam.TAGS, iam.MANAGED_POLICY_TAG],
+    }
+
+
+def studio_notebook(path: Path) -> bytes:
+    """A notebook's staged copy for EMR Studio: the same cells, the PySpark kernel declared.
+
+    The committed notebooks keep ``python3`` (papermill and nbval run them locally with it).
+    """
+    book = json.loads(Path(path).read_text())
+    book.setdefault("metadata", {})["kernelspec"] = dict(STUDIO_KERNELSPEC)
+    return (json.dumps(book, indent=1) + "\n").encode()
+
+
+def staging_files(spec: ClusterSpec, wheel: Path, weights: Path | None = None) -> dict[str, Path]:
     """Local files to upload to ``code/`` before creating the cluster (S3 URI -> path)."""
     files = {
         spec.uri("code", "bootstrap.sh"): assets.emr_file("bootstrap.sh"),
         spec.uri("code", "run_pipeline.py"): assets.emr_file("run_pipeline.py"),
         spec.uri("code", spec.wheel_name): wheel,
     }
+    if weights is not None:
+        files[spec.uri("code", "models", Path(weights).name)] = Path(weights)
     for notebook in assets.notebooks():
         files[spec.uri("code", "notebooks", notebook.name)] = notebook
     return files
 
 
+# -- cost ------------------------------------------------------------------------------------
+
+
+def estimate_cost(spec: ClusterSpec, hours: float, prices: dict | None = None) -> dict:
+    """On-demand cost of ``hours`` of the cluster: instance hours x (EC2 + EMR price) plus
+    EBS, from the dated table ``emr/prices.json``. Spot task nodes are counted at the
+    on-demand price (an upper bound)."""
+    prices = prices or json.loads(assets.emr_file("prices.json").read_text())
+    region = prices["regions"].get(spec.region)
+    if region is None:
+        raise ValueError(
+            f"no prices for region {spec.region} in emr/prices.json "
+            f"(has {', '.join(sorted(prices['regions']))}): add them there"
+        )
+    nodes = [(spec.primary_type, 1), (spec.core_type, spec.core_count)]
+    if spec.task_count:
+        nodes.append((spec.task_type, spec.task_count))
+    ec2 = emr = 0.0
+    for type_, count in nodes:
+        if type_ not in region["ec2_per_hour"] or type_ not in prices["emr_per_hour"]:
+            raise ValueError(f"no price for {type_} in {spec.region} in emr/prices.json: add it")
+        ec2 += count * region["ec2_per_hour"][type_] * hours
+        emr += count * prices["emr_per_hour"][type_] * hours
+    count = sum(c for _, c in nodes)
+    gb = count * (spec.ebs_gb + ROOT_VOLUME_GB)
+    ebs = gb * region["ebs_gp3_per_gb_month"] * hours / 730  # AWS bills a month as 730 h
+    total = ec2 + emr + ebs
+    line = (
+        f"cost: {count} instances x {hours:g} h in {spec.region} = {total:.2f} "
+        f"{prices['currency']} (EC2 {ec2:.2f} + EMR {emr:.2f} + EBS {gb} GB {ebs:.3f}; "
+        f"on-demand prices of {prices['as_of']}, emr/prices.json)"
+    )
+    return {"instances": count, "hours": hours, "ec2": ec2, "emr": emr, "ebs": ebs,
+            "total": total, "currency": prices["currency"], "as_of": prices["as_of"],
+            "line": line}  # fmt: skip
+
+
+# -- outcome ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """How the steps and the cluster ended."""
+
+    cluster_id: str
+    cluster_state: str
+    cluster_reason: dict = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_steps(self) -> list[dict]:
+        return [s for s in self.steps if s["Status"]["State"] != "COMPLETED"]
+
+    @property
+    def ok(self) -> bool:
+        """Every step COMPLETED and the cluster did not end with errors."""
+        return not self.failed_steps and self.cluster_state != "TERMINATED_WITH_ERRORS"
+
+    def summary(self) -> dict:
+        return {
+            "cluster_id": self.cluster_id,
+            "cluster": self.cluster_state,
+            "steps": {s["Id"]: s["Status"]["State"] for s in self.steps},
+            "ok": self.ok,
+        }
+
+
 class Launcher:
     """Sends the requests (or, with ``dry_run``, prints them)."""
 
-    def __init__(self, spec: ClusterSpec, dry_run: bool = False, client=None, echo=print):
+    def __init__(self, spec: ClusterSpec, dry_run: bool = False, client=None, echo=print, s3=None):
         self.spec, self.dry_run, self.echo = spec, dry_run, echo
-        self._client = client
+        self._client, self._s3, self._owner = client, s3, None
 
     @property
     def client(self):
@@ -196,6 +392,21 @@ class Launcher:
             self._client = boto3.client("emr", region_name=self.spec.region)
         return self._client
 
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = storage.s3_client(region=self.spec.region)
+        return self._s3
+
+    @property
+    def owner(self) -> str:
+        """This account's id: S3 requests name it as ``ExpectedBucketOwner``."""
+        if self._owner is None:
+            from fruits_tools.s3_staging import account_id
+
+            self._owner = account_id(self.spec.region)
+        return self._owner
+
     def _call(self, operation: str, **params):
         if self.dry_run:
             self.echo(json.dumps({"operation": operation, "params": params}, indent=2))
@@ -203,26 +414,58 @@ class Launcher:
         method = getattr(self.client, _snake(operation))
         return method(**params)
 
-    def stage(self, wheel: Path) -> list[str]:
-        """Upload bootstrap, entry point, wheel and notebooks to ``code/``."""
+    # -- staging ------------------------------------------------------------------------------
+
+    def stage(
+        self, wheel: Path, wheelhouse: Path | None = None, weights: Path | None = None
+    ) -> list[str]:
+        """Upload bootstrap, entry point, wheel, weights, notebooks (and their EMR Studio
+        copies) to ``code/``, then the wheelhouse to ``code/wheelhouse/``."""
+        uploads = {uri: Path(path).read_bytes for uri, path in staging_files(
+            self.spec, wheel, weights).items()}  # fmt: skip
+        for notebook in assets.notebooks():
+            uri = self.spec.uri("code", "notebooks-studio", notebook.name)
+            uploads[uri] = lambda n=notebook: studio_notebook(n)
         uploaded = []
-        for uri, path in staging_files(self.spec, wheel).items():
+        for uri, read in uploads.items():
             if self.dry_run:
-                self.echo(f"upload {path} -> {uri}")
+                self.echo(f"upload -> {uri}")
             else:
-                storage.write_bytes(uri, Path(path).read_bytes())
+                _, key = storage.split_s3(uri)
+                self.s3.put_object(
+                    Bucket=self.spec.bucket, Key=key, Body=read(), ExpectedBucketOwner=self.owner
+                )
             uploaded.append(uri)
+        if wheelhouse is not None:
+            target = self.spec.uri("code", "wheelhouse")
+            if self.dry_run:
+                self.echo(f"upload {wheelhouse}/ -> {target}/")
+            else:
+                from fruits_tools import s3_staging
+
+                s3_staging.upload_folder(
+                    wheelhouse, target, client=self.s3, expected_owner=self.owner
+                )
+            uploaded.append(target + "/")
         return uploaded
 
-    def create(self) -> str | None:
-        """Create the cluster; return its id (None in dry-run)."""
-        response = self._call("RunJobFlow", **run_job_flow_request(self.spec))
+    # -- clusters and steps -------------------------------------------------------------------
+
+    def create(self, steps: list[dict] | None = None) -> str | None:
+        """Create the cluster (one-shot when ``steps`` are given); its id (None in dry-run)."""
+        response = self._call("RunJobFlow", **run_job_flow_request(self.spec, steps))
         return response["JobFlowId"] if response else None
 
     def submit(self, cluster_id: str, steps: list[dict]) -> list[str]:
         """Add steps; return their ids."""
         response = self._call("AddJobFlowSteps", JobFlowId=cluster_id, Steps=steps)
         return response["StepIds"] if response else []
+
+    def step_ids(self, cluster_id: str) -> list[str]:
+        """The cluster's steps, oldest first (ListSteps returns the newest first)."""
+        pages = self.client.get_paginator("list_steps").paginate(ClusterId=cluster_id)
+        steps = [s for page in pages for s in page.get("Steps", [])]
+        return [s["Id"] for s in reversed(steps)]
 
     def status(self, cluster_id: str) -> dict:
         """Cluster state and each step's state."""
@@ -239,26 +482,178 @@ class Launcher:
         }
 
     def wait(
-        self, cluster_id: str, step_ids: list[str], poll_s: float = 30, timeout_s: float = 6 * 3600
-    ) -> dict:
-        """Poll until the steps end (or the cluster does), logging each change of state."""
-        deadline, last = time.monotonic() + timeout_s, None
-        while True:
-            current = self.status(cluster_id)
-            if current != last:
-                log.info("cluster %s: %s", cluster_id, current)
-                last = current
-            states = [current["steps"].get(s) for s in step_ids]
-            if all(s in ("COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED") for s in states):
-                return current
-            if current["cluster"].startswith("TERMINATED"):
-                return current
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"steps {step_ids} still running after {timeout_s} s")
-            time.sleep(poll_s)
+        self,
+        cluster_id: str,
+        step_ids: list[str] | None = None,
+        poll_s: float = 30,
+        timeout_s: float = 6 * 3600,
+        until_terminated: bool = False,
+    ) -> RunOutcome:
+        """Wait for ``step_ids`` (default: every step of the cluster) to end, with boto3's
+        ``step_complete`` waiter, one step after the other; with ``until_terminated`` also for
+        the cluster to end (a one-shot cluster). Refuses a cluster without steps rather than
+        returning at once."""
+        from botocore.exceptions import WaiterError
+
+        step_ids = list(step_ids) if step_ids else self.step_ids(cluster_id)
+        if not step_ids:
+            raise ValueError(f"cluster {cluster_id} has no steps: nothing to wait for")
+        attempts = max(1, math.ceil(timeout_s / poll_s))
+        config = {"Delay": poll_s, "MaxAttempts": attempts}
+        waiter = self.client.get_waiter("step_complete")
+        for step_id in step_ids:
+            try:
+                waiter.wait(ClusterId=cluster_id, StepId=step_id, WaiterConfig=config)
+            except WaiterError as err:
+                state = (err.last_response or {}).get("Step", {}).get("Status", {}).get("State")
+                if state not in STEP_ENDED:  # not a failed step: time out or API error
+                    raise TimeoutError(f"step {step_id} of {cluster_id}: {err}") from None
+            log.info("step %s of %s ended", step_id, cluster_id)
+        if until_terminated:
+            try:
+                self.client.get_waiter("cluster_terminated").wait(
+                    ClusterId=cluster_id, WaiterConfig=config
+                )
+            except WaiterError as err:
+                state = (err.last_response or {}).get("Cluster", {}).get("Status", {})
+                if state.get("State") != "TERMINATED_WITH_ERRORS":
+                    raise TimeoutError(f"cluster {cluster_id}: {err}") from None
+        return self.outcome(cluster_id, step_ids)
+
+    def outcome(self, cluster_id: str, step_ids: list[str]) -> RunOutcome:
+        """How ``step_ids`` and the cluster stand now."""
+        status = self.client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+        steps = [
+            self.client.describe_step(ClusterId=cluster_id, StepId=s)["Step"] for s in step_ids
+        ]
+        return RunOutcome(cluster_id, status["State"], status.get("StateChangeReason", {}), steps)
+
+    def report(self, outcome: RunOutcome, tail_lines: int = 40) -> list[str]:
+        """Lines saying what failed and why: each failed step's state and ``FailureDetails``,
+        the tail of its driver log, and the cluster's reason when it ended with errors."""
+        lines = []
+        for step in outcome.failed_steps:
+            status = step["Status"]
+            lines.append(f"step {step['Id']} ({step.get('Name', '')}): {status['State']}")
+            details = status.get("FailureDetails") or {}
+            for key in ("Reason", "Message", "LogFile"):
+                if details.get(key):
+                    lines.append(f"  {key}: {details[key]}")
+            if status["State"] == "FAILED":
+                found = self.driver_log_tail(outcome.cluster_id, step["Id"], tail_lines)
+                if found:
+                    uri, tail = found
+                    lines.append(f"  driver log, last {tail_lines} lines of {uri}:")
+                    lines += ["    " + t for t in tail]
+                else:
+                    lines.append(
+                        f"  no driver log under {self.log_uri(outcome.cluster_id)} yet "
+                        "(EMR copies logs there about every 5 minutes)"
+                    )
+        if outcome.cluster_state == "TERMINATED_WITH_ERRORS":
+            reason = outcome.cluster_reason
+            lines.append(
+                f"cluster {outcome.cluster_id}: TERMINATED_WITH_ERRORS "
+                f"({reason.get('Code', '')}: {reason.get('Message', '')})"
+            )
+        return lines
+
+    def log_uri(self, cluster_id: str) -> str:
+        return self.spec.uri("logs", "emr", cluster_id) + "/"
+
+    def driver_log_tail(
+        self, cluster_id: str, step_id: str, lines: int = 40
+    ) -> tuple[str, list[str]] | None:
+        """The last lines of the step's driver log, fetched from the LogUri.
+
+        spark-submit in cluster deploy mode runs the driver in the YARN application master,
+        whose output EMR copies to ``containers/<application>/<container ..._000001>/stderr.gz``;
+        the step's own stderr names the application. Falls back to the step's stderr.
+        """
+        base = self.spec.key("logs", "emr", cluster_id)
+        step_log = self._read_gz(f"{base}/steps/{step_id}/stderr.gz")
+        apps = re.findall(r"application_\d+_\d+", step_log or "")
+        candidates = []
+        if apps:
+            prefix = f"{base}/containers/{apps[-1]}/"
+            keys = self._keys(prefix)
+            candidates = [k for k in keys if re.search(r"container_.*_000001/stderr\.gz$", k)]
+        for key in candidates:
+            text = self._read_gz(key)
+            if text is not None:
+                return f"s3://{self.spec.bucket}/{key}", text.splitlines()[-lines:]
+        if step_log is not None:
+            uri = f"s3://{self.spec.bucket}/{base}/steps/{step_id}/stderr.gz"
+            return uri, step_log.splitlines()[-lines:]
+        return None
+
+    def _keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.spec.bucket, Prefix=prefix, ExpectedBucketOwner=self.owner
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def _read_gz(self, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(
+                Bucket=self.spec.bucket, Key=key, ExpectedBucketOwner=self.owner
+            )["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
+                return None
+            raise
+        with contextlib.suppress(OSError):  # EMR gzips its logs; a plain file is taken as it is
+            body = gzip.decompress(body)
+        return body.decode("utf-8", errors="replace")
 
     def terminate(self, cluster_id: str) -> None:
         self._call("TerminateJobFlows", JobFlowIds=[cluster_id])
+
+    # -- security configuration ---------------------------------------------------------------
+
+    def create_security_configuration(
+        self, kms_key_arn: str | None, tls_certificates: str | None = None
+    ) -> str:
+        """Create (or replace) the security configuration named in the spec."""
+        name = self.spec.security_configuration or SECURITY_CONFIGURATION
+        document = json.dumps(security_configuration(kms_key_arn, tls_certificates))
+        if not self.dry_run:
+            from botocore.exceptions import ClientError
+
+            # configurations are immutable: a changed key means a new one
+            with contextlib.suppress(ClientError):
+                self.client.delete_security_configuration(Name=name)
+        self._call("CreateSecurityConfiguration", Name=name, SecurityConfiguration=document)
+        return name
+
+    def delete_security_configuration(self) -> None:
+        name = self.spec.security_configuration or SECURITY_CONFIGURATION
+        self._call("DeleteSecurityConfiguration", Name=name)
+
+    # -- EMR Studio notebook execution --------------------------------------------------------
+
+    def start_notebook_execution(self, request: dict) -> str | None:
+        response = self._call("StartNotebookExecution", **request)
+        return response["NotebookExecutionId"] if response else None
+
+    def wait_notebook_execution(
+        self, execution_id: str, poll_s: float = 30, timeout_s: float = 6 * 3600
+    ) -> dict:
+        """Poll ``DescribeNotebookExecution`` until it ends (boto3 has no waiter for it)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            execution = self.client.describe_notebook_execution(NotebookExecutionId=execution_id)[
+                "NotebookExecution"
+            ]
+            if execution["Status"] in ("FINISHED", "FAILED", "STOPPED"):
+                return execution
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"notebook execution {execution_id} still running")
+            time.sleep(poll_s)
 
 
 def _snake(operation: str) -> str:

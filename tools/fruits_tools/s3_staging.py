@@ -1,6 +1,7 @@
 """Move datasets and results between a local folder and S3 (boto3, standard credentials).
 
-- :func:`ensure_bucket` creates a bucket with public access blocked and default encryption on.
+- :func:`ensure_bucket` creates (or checks) a bucket in the chosen region and hardens it: public
+  access blocked, default encryption (SSE-KMS kept), TLS-only policy, lifecycle rules.
 - :func:`upload_folder` uploads in parallel and skips files already there with the same size
   and MD5 (kept in the object's metadata, since multipart ETags are not MD5s).
 - :func:`download_prefix` does the reverse, skipping local files with the same size and MD5.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -49,28 +51,101 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def ensure_bucket(bucket: str, region: str = defaults.REGION, client=None) -> dict:
-    """Create ``bucket`` in ``region`` if missing; block public access; default encryption.
+def account_id(region: str | None = None) -> str:
+    """The caller's AWS account id (STS ``GetCallerIdentity``)."""
+    import boto3
 
-    Returns the bucket's public-access-block and encryption settings as S3 reports them.
+    return boto3.client("sts", region_name=region or defaults.REGION).get_caller_identity()[
+        "Account"
+    ]
+
+
+#: Lifecycle rule ids the project owns; other rules on the bucket are kept.
+LIFECYCLE_IDS = ("fruits-abort-incomplete-uploads", "fruits-expire-staging", "fruits-expire-logs")
+TLS_ONLY_SID = "FruitsDenyRequestsWithoutTls"
+
+
+def lifecycle_rules(
+    prefix: str = "fruits", multipart_days: int = 3, staging_days: int = 7, log_days: int = 30
+) -> list[dict]:
+    """The project's lifecycle rules: abort incomplete multipart uploads, expire the commit's
+    ``output/_staging/`` and the logs."""
+    prefix = prefix.strip("/")
+    return [
+        {"ID": LIFECYCLE_IDS[0], "Status": "Enabled", "Filter": {"Prefix": f"{prefix}/"},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": multipart_days}},
+        {"ID": LIFECYCLE_IDS[1], "Status": "Enabled",
+         "Filter": {"Prefix": f"{prefix}/output/{storage.STAGING_DIR}/"},
+         "Expiration": {"Days": staging_days}},
+        {"ID": LIFECYCLE_IDS[2], "Status": "Enabled", "Filter": {"Prefix": f"{prefix}/logs/"},
+         "Expiration": {"Days": log_days}},
+    ]  # fmt: skip
+
+
+def tls_only_statement(bucket: str) -> dict:
+    """The bucket-policy statement denying every request made without TLS."""
+    from fruits_tools import iam
+
+    return iam.render("bucket-policy-statement.json", BUCKET=bucket)
+
+
+def ensure_bucket(
+    bucket: str,
+    region: str = defaults.REGION,
+    client=None,
+    expected_owner: str | None = None,
+    kms_key_arn: str | None = None,
+    prefix: str = "fruits",
+    multipart_days: int = 3,
+    staging_days: int = 7,
+    log_days: int = 30,
+    tls_only: bool | None = None,
+) -> dict:
+    """Create ``bucket`` in ``region`` if missing, or check that the existing one is ours and
+    in ``region``; then harden it: public access blocked, default encryption (an existing
+    SSE-KMS default is kept; ``kms_key_arn`` sets one), a policy denying requests without TLS,
+    lifecycle rules (:func:`lifecycle_rules`). Every request that takes it names the expected
+    owner (this account), so a bucket of another account is never written to.
+
+    ``tls_only`` None: the TLS-only policy is added when the S3 endpoint is HTTPS (AWS's always
+    are); a plain-HTTP endpoint (a local S3 server) would be locked out of the bucket by it.
+
+    Returns the bucket's settings as S3 reports them.
     """
+    from botocore.exceptions import ClientError
+
     # The client must be in the bucket's region: a CreateBucket sent to another region's
     # endpoint fails with IllegalLocationConstraint, whatever the profile's region is.
     s3 = client or storage.s3_client(region=region)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if bucket in existing:
-        actual = storage.bucket_region(bucket, s3)
-        if actual and actual != region:
+    owner = expected_owner or account_id(region)
+    mine = {"ExpectedBucketOwner": owner}
+    try:
+        head = s3.head_bucket(Bucket=bucket, **mine)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("403", "AccessDenied", "Forbidden"):
             raise ValueError(
-                f"bucket {bucket} already exists in {actual}, not in {region}: "
-                f"pass --region {actual} or choose another bucket name"
-            )
-    else:
+                f"bucket {bucket} exists but not in account {owner} (or is not readable): "
+                "choose another bucket name"
+            ) from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise
         kwargs = {"Bucket": bucket}
         if region != "us-east-1":  # the one region that refuses a LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**kwargs)
         log.info("created bucket %s in %s", bucket, region)
+    else:
+        headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        actual = headers.get("x-amz-bucket-region") or (
+            s3.get_bucket_location(Bucket=bucket, **mine).get("LocationConstraint")
+            or "us-east-1"  # S3 reports us-east-1 as no constraint
+        )
+        if actual != region:
+            raise ValueError(
+                f"bucket {bucket} already exists in {actual}, not in {region}: "
+                f"pass --region {actual} or choose another bucket name"
+            )
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
@@ -79,25 +154,104 @@ def ensure_bucket(bucket: str, region: str = defaults.REGION, client=None) -> di
             "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True,
         },
+        **mine,
     )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
+    _ensure_encryption(s3, bucket, kms_key_arn, mine)
+    if tls_only is None:
+        tls_only = s3.meta.endpoint_url.startswith("https://")
+    if tls_only:
+        _ensure_tls_only_policy(s3, bucket, mine)
+    else:
+        log.warning("bucket %s: no TLS-only policy (endpoint %s)", bucket, s3.meta.endpoint_url)
+    _ensure_lifecycle(
+        s3, bucket, lifecycle_rules(prefix, multipart_days, staging_days, log_days), mine
     )
     return {
-        "public_access_block": s3.get_public_access_block(Bucket=bucket)[
+        "region": region,
+        "public_access_block": s3.get_public_access_block(Bucket=bucket, **mine)[
             "PublicAccessBlockConfiguration"
         ],
-        "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"],
+        "encryption": s3.get_bucket_encryption(Bucket=bucket, **mine)[
+            "ServerSideEncryptionConfiguration"
+        ],
+        "policy": _bucket_policy(s3, bucket, mine),
+        "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket, **mine)["Rules"],
     }
 
 
-def _remote_md5(s3, bucket: str, key: str) -> tuple[int, str] | None:
-    """(size, md5) of an object, or None when it does not exist."""
+def _ensure_encryption(s3, bucket: str, kms_key_arn: str | None, mine: dict) -> None:
+    from botocore.exceptions import ClientError
+
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        rules = s3.get_bucket_encryption(Bucket=bucket, **mine)[
+            "ServerSideEncryptionConfiguration"
+        ]["Rules"]
+    except ClientError:
+        rules = []
+    current = [r.get("ApplyServerSideEncryptionByDefault", {}) for r in rules]
+    if kms_key_arn:
+        wanted = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_arn}
+        if wanted not in current:
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={"Rules": [
+                    {"ApplyServerSideEncryptionByDefault": wanted, "BucketKeyEnabled": True}
+                ]},
+                **mine,
+            )  # fmt: skip
+    elif any(c.get("SSEAlgorithm", "").startswith("aws:kms") for c in current):
+        # never downgrade a KMS default to AES256
+        log.info("bucket %s keeps its SSE-KMS default encryption", bucket)
+    elif not current:
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            **mine,
+        )
+
+
+def _bucket_policy(s3, bucket: str, mine: dict) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return json.loads(s3.get_bucket_policy(Bucket=bucket, **mine)["Policy"])
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "NoSuchBucketPolicy":
+            return None
+        raise
+
+
+def _ensure_tls_only_policy(s3, bucket: str, mine: dict) -> None:
+    policy = _bucket_policy(s3, bucket, mine) or {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    kept = [s for s in statements if s.get("Sid") != TLS_ONLY_SID]
+    policy["Statement"] = [*kept, tls_only_statement(bucket)]
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy), **mine)
+
+
+def _ensure_lifecycle(s3, bucket: str, rules: list[dict], mine: dict) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        existing = s3.get_bucket_lifecycle_configuration(Bucket=bucket, **mine)["Rules"]
+    except ClientError:
+        existing = []
+    kept = [r for r in existing if r.get("ID") not in LIFECYCLE_IDS]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [*kept, *rules]}, **mine
+    )
+
+
+def _remote_md5(
+    s3, bucket: str, key: str, expected_owner: str | None = None
+) -> tuple[int, str] | None:
+    """(size, md5) of an object, or None when it does not exist."""
+    owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **owner)
     except s3.exceptions.ClientError as err:
         if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -127,8 +281,10 @@ def upload_folder(
     workers: int = 8,
     progress: Callable[[int, int], None] | None = None,
     client=None,
+    expected_owner: str | None = None,
 ) -> TransferSummary:
-    """Upload every file under ``local_dir`` to ``s3_uri`` (keys keep the relative paths)."""
+    """Upload every file under ``local_dir`` to ``s3_uri`` (keys keep the relative paths);
+    ``expected_owner`` (an account id) goes with every request that takes it."""
     root = Path(local_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder at {root}")
@@ -141,11 +297,14 @@ def upload_folder(
     def one(path: Path) -> None:
         key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(root).as_posix()]))
         size, md5 = path.stat().st_size, md5_of(path)
-        if _remote_md5(s3, bucket, key) == (size, md5):
+        if _remote_md5(s3, bucket, key, expected_owner) == (size, md5):
             with lock:
                 summary.skipped.append(key)
         else:
-            s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {MD5_METADATA: md5}})
+            extra = {"Metadata": {MD5_METADATA: md5}}
+            if expected_owner:
+                extra["ExpectedBucketOwner"] = expected_owner
+            s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
             with lock:
                 summary.transferred.append(key)
                 summary.bytes_transferred += size
@@ -157,12 +316,14 @@ def upload_folder(
     return summary
 
 
-def list_prefix(s3_uri: str, client=None) -> list[dict]:
+def list_prefix(s3_uri: str, client=None, expected_owner: str | None = None) -> list[dict]:
     """Objects under a prefix: ``{"key", "size"}`` dicts, sorted by key."""
     bucket, prefix = storage.split_s3(s3_uri)
     s3 = client or storage.s3_client(bucket=bucket)
+    owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
     objects = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner)
+    for page in pages:
         objects.extend({"key": o["Key"], "size": o["Size"]} for o in page.get("Contents", []))
     return sorted(objects, key=lambda o: o["key"])
 
@@ -173,12 +334,13 @@ def download_prefix(
     workers: int = 8,
     progress: Callable[[int, int], None] | None = None,
     client=None,
+    expected_owner: str | None = None,
 ) -> TransferSummary:
     """Download every object under ``s3_uri`` into ``local_dir`` (relative paths kept)."""
     bucket, prefix = storage.split_s3(s3_uri)
     s3 = client or storage.s3_client(bucket=bucket)
     root = Path(local_dir)
-    objects = [o for o in list_prefix(s3_uri, s3) if not o["key"].endswith("/")]
+    objects = [o for o in list_prefix(s3_uri, s3, expected_owner) if not o["key"].endswith("/")]
     summary, lock = TransferSummary(), threading.Lock()
     tracker = _Progress(len(objects), f"download from {s3_uri}", progress)
     base = prefix.rstrip("/") + "/" if prefix else ""
@@ -186,14 +348,15 @@ def download_prefix(
     def one(obj: dict) -> None:
         relative = obj["key"][len(base) :] if obj["key"].startswith(base) else obj["key"]
         target = root / relative
-        remote = _remote_md5(s3, bucket, obj["key"])
+        remote = _remote_md5(s3, bucket, obj["key"], expected_owner)
         if target.is_file() and remote == (target.stat().st_size, md5_of(target)):
             with lock:
                 summary.skipped.append(obj["key"])
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part-{os.getpid()}-{threading.get_ident()}")
-            s3.download_file(bucket, obj["key"], str(tmp))
+            extra = {"ExpectedBucketOwner": expected_owner} if expected_owner else None
+            s3.download_file(bucket, obj["key"], str(tmp), ExtraArgs=extra)
             tmp.replace(target)
             with lock:
                 summary.transferred.append(obj["key"])

@@ -1,0 +1,87 @@
+"""The wheelhouse the bootstrap installs from with ``--no-index``: no node needs the internet.
+
+:func:`build` runs ``pip download`` for EMR's nodes (manylinux x86-64, CPython 3.11, binary
+wheels only) into ``~/.cache/fruits/wheelhouse/<key>/``, once per set of pins, and writes the
+two requirement files the bootstrap reads from it: ``requirements.txt`` (every node) and
+``requirements-primary.txt`` (the primary node's notebook runner). The pins are
+``emr/bootstrap.sh``'s (``PINNED`` and ``PRIMARY_ONLY``), the same as ``pyproject.toml``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from fruits_tools import assets
+
+PYTHON_VERSION = "3.11"
+#: Amazon Linux 2023 has glibc 2.34: every manylinux tag up to it installs there.
+PLATFORMS = (
+    "manylinux_2_34_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+)
+
+
+def cache_root() -> Path:
+    """``$FRUITS_WHEELHOUSE_DIR`` or ``~/.cache/fruits/wheelhouse``."""
+    env = os.environ.get("FRUITS_WHEELHOUSE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fruits" / "wheelhouse"
+
+
+def bootstrap_pins() -> tuple[list[str], list[str]]:
+    """``PINNED`` and ``PRIMARY_ONLY`` of ``emr/bootstrap.sh``."""
+    text = assets.emr_file("bootstrap.sh").read_text()
+
+    def array(name: str) -> list[str]:
+        body = re.search(rf"^{name}=\((.*?)\)", text, re.S | re.M)
+        if body is None:
+            raise ValueError(f"emr/bootstrap.sh has no {name}=(...) array")
+        return re.findall(r'"([^"]+)"', body.group(1))
+
+    return array("PINNED"), array("PRIMARY_ONLY")
+
+
+def build(
+    packages: list[str] | None = None,
+    primary_packages: list[str] | None = None,
+    dest: Path | None = None,
+    pip_args: list[str] | None = None,
+) -> Path:
+    """Download the wheels (default: the bootstrap's pins) and write the requirement files.
+
+    Cached: a folder holding ``.complete`` is reused as it is. ``pip_args`` (e.g. an internal
+    index) are passed to pip and never written anywhere.
+    """
+    if packages is None:
+        packages, default_primary = bootstrap_pins()
+        primary_packages = default_primary if primary_packages is None else primary_packages
+    primary_packages = list(primary_packages or [])
+    key = hashlib.sha256(
+        "\n".join([*packages, "--", *primary_packages, *PLATFORMS, PYTHON_VERSION]).encode()
+    ).hexdigest()[:16]
+    dest = Path(dest) if dest else cache_root() / key
+    if (dest / ".complete").is_file():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest),
+        "--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION,
+        *[a for p in PLATFORMS for a in ("--platform", p)],
+        *(pip_args or []), *packages, *primary_packages,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["pip download failed"])[-1]
+        raise RuntimeError(f"wheelhouse: {last}")
+    (dest / "requirements.txt").write_text("\n".join(packages) + "\n")
+    (dest / "requirements-primary.txt").write_text("\n".join(primary_packages) + "\n")
+    (dest / ".complete").write_text("")
+    return dest
