@@ -35,12 +35,12 @@ ACCEPTED = {
 }
 
 
-def start_moto(monkeypatch) -> str:
-    """moto's server in this process on 127.0.0.1 (real HTTP), AWS managed policies loaded;
-    boto3 pointed at it with throwaway credentials. Returns the endpoint."""
+def start_moto(monkeypatch, managed_policies: bool = True):
+    """moto's server in this process on 127.0.0.1 (real HTTP), with AWS's managed policies
+    when asked (slower); boto3 pointed at it with throwaway credentials. Returns the server."""
     from moto.server import ThreadedMotoServer
 
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if managed_policies else "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
