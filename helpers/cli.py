@@ -92,7 +92,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder or URI a run wrote features/ and reduced/ to (default: output/)",
     )
     recognize.add_argument(
-        "--classifier", default=defaults.CLASSIFIER, choices=defaults.CLASSIFIERS
+        "--classifier",
+        default=defaults.CLASSIFIER,
+        choices=defaults.CLASSIFIERS,
+        help="head on the features; auto: the best cluttered top-1 on validation photos "
+        "(default: %(default)s)",
+    )
+    recognize.add_argument(
+        "--augment-copies",
+        type=int,
+        default=defaults.AUGMENT_COPIES,
+        help="cluttered copies of each training photo added to training, 0 for none "
+        "(default: %(default)s)",
+    )
+    recognize.add_argument(
+        "--backgrounds",
+        default=None,
+        help="folder or URI of background photos for training copies (besides procedural ones)",
+    )
+    recognize.add_argument(
+        "--held-out-backgrounds",
+        default=None,
+        help="folder or URI of background photos for the cluttered evaluation only",
+    )
+    recognize.add_argument(
+        "--weights",
+        default=None,
+        help="weights to featurize the cluttered pictures with (default: the features' own)",
     )
     recognize.add_argument(
         "--test-fraction",
@@ -306,6 +332,10 @@ def _recognize(args: argparse.Namespace) -> int:
         args.output,
         classifier=args.classifier,
         test_fraction=args.test_fraction,
+        augment_copies=args.augment_copies,
+        backgrounds=args.backgrounds,
+        held_out_backgrounds=args.held_out_backgrounds,
+        weights=args.weights,
         n_clusters=args.n_clusters,
         cluster_k_range=tuple(args.cluster_k_range) if args.cluster_k_range else None,
     ).validate()
@@ -317,8 +347,12 @@ def _recognize(args: argparse.Namespace) -> int:
     scores = result.report
     summary = {
         "split": scores["split"],
+        "classifier": scores["classifier"]["classifier"],
         "accuracy": scores["classifier"]["accuracy"],
         "macro_f1": scores["classifier"]["macro_f1"],
+        "cluttered_top1": scores["cluttered"]["top1"],
+        "cluttered_top3": scores["cluttered"]["top3"],
+        "unknown_below_threshold": scores["unknowns"]["unknown_below_threshold"],
         "clusters": scores["clustering"]["k"],
         "adjusted_rand_index": scores["clustering"]["adjusted_rand_index"],
         "report": storage.join(args.output, RECOGNITION_REPORT),
@@ -354,11 +388,8 @@ def _predict(args: argparse.Namespace) -> int:
     for answer in answers:
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False))
-        elif answer.error is not None:
-            print(f"{answer.photo}: error: {answer.error}")
         else:
-            best = ", ".join(f"{label} {p:.1%}" for label, p in answer.top)
-            print(f"{answer.photo}: {best}")
+            print(f"{answer.photo}: {answer.summary()}")
     failed = sum(a.error is not None for a in answers)
     print(
         f"{len(answers) - failed} of {len(answers)} photos answered in {elapsed:.2f} s "

@@ -27,9 +27,20 @@ VARIANCE_THRESHOLD = 0.95
 TEST_FRACTION = 0.25
 #: Seed of every random choice (sampling, splits, classifier, clusters, t-SNE): reruns repeat.
 SEED = 360
-#: Classifier of the recognizer.
-CLASSIFIER = "logistic_regression"
-CLASSIFIERS = ("logistic_regression", "mlp")
+#: Heads of the recognizer: logistic regression on the PCA components, an MLP on them, and a
+#: logistic regression on the full 1280-d features. "auto" fits each and keeps the one with
+#: the best cluttered top-1 on validation photos.
+HEADS = ("logistic_regression", "mlp", "logistic_regression_full")
+CLASSIFIER = "auto"
+CLASSIFIERS = ("auto", *HEADS)
+#: Share of the training photos kept apart to choose the head and the "not sure" threshold.
+VALIDATION_FRACTION = 0.2
+#: Recognizer training: cluttered copies of each training photo (fruit cut from its white
+#: background, pasted on other backgrounds; 0: none), copies of each test photo in the
+#: cluttered evaluation, and pictures with no fruit for the "not sure" threshold.
+AUGMENT_COPIES = 3
+CLUTTERED_TEST_COPIES = 3
+UNKNOWN_PHOTOS = 100
 #: Logistic regression: L2 strength and iterations; MLP: hidden layer sizes.
 REG_PARAM = 0.01
 MAX_ITER = 200

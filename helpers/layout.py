@@ -9,6 +9,7 @@ names themselves, so a renamed folder is renamed here only.
   features/                 one row per image read; features/_manifest.json says how they were made
   reduced/  reduction_model/  explained_variance.png
   recognizer/  recognition_report.json  confusion_matrix.png  maps.png
+  cluttered/                the recognizer's cluttered pictures: training copies, evaluation
   run_report.json           what the extraction did, for people (written, never read back)
   pca_report.json           what the PCA did: k, explained variance, timings
   spark-events/             event logs of local runs
@@ -37,6 +38,7 @@ RUN_REPORT = "run_report.json"
 PCA_REPORT = "pca_report.json"
 RECOGNIZER = "recognizer"
 RECOGNITION_REPORT = "recognition_report.json"
+CLUTTERED = "cluttered"
 CONFUSION_FIGURE = "confusion_matrix.png"
 MAPS_FIGURE = "maps.png"
 SPARK_EVENTS = "spark-events"

@@ -77,6 +77,25 @@ def feature_udf(spec: FeatureSpec, model_name: str | None, batch_size: int, tf_t
     return extract
 
 
+def rendered_feature_udf(
+    spec: FeatureSpec, model_name: str | None, batch_size: int, tf_threads: int, render
+):
+    """Build the pandas UDF: (file path or null, copy) -> struct<features, error>, the
+    features of the picture ``render`` makes (see :func:`inference.featurize_paths`)."""
+
+    @F.pandas_udf(FEATURE_SCHEMA)
+    def extract(rows: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        model_fn = _worker_model(spec, model_name, tf_threads)
+        for paths, copies in rows:
+            paths_list = [None if pd.isna(p) else p for p in paths.tolist()]
+            yield inference.featurize_paths(
+                spec.backbone, model_fn, paths_list, batch_size,
+                render=render, copies=[int(c) for c in copies.tolist()],
+            )  # fmt: skip
+
+    return extract
+
+
 def _worker_model(spec: FeatureSpec, model_name: str | None, tf_threads: int):
     key = (spec, model_name, tf_threads)
     if key not in _WORKER_MODELS:
@@ -144,6 +163,8 @@ def add_features(
     weights: str | None = "imagenet",
     batch_size: int = defaults.BATCH_SIZE,
     tf_threads: int | None = None,
+    render=None,
+    copy_col: str = "copy",
 ) -> DataFrame:
     """Add ``features`` (array<float>) and ``error`` (string) to listed images.
 
@@ -153,6 +174,10 @@ def add_features(
         weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
         batch_size: images per model call inside a worker.
         tf_threads: inference threads per worker; default one task's cores.
+        render: features of the picture ``render(bytes | None, path, copy, size)`` makes of
+            each row's file instead of the file itself (cluttered copies,
+            :mod:`helpers.recognition.augment`); rows then need ``copy_col``, and a null path
+            renders a picture without a photo.
 
     The result is lazy: nothing runs until it is written or counted.
     """
@@ -163,8 +188,11 @@ def add_features(
     spark = images_df.sparkSession
     model_name = ship_model(spark, spec, resolve_weights(spec.backbone, weights))
     threads = tf_threads if tf_threads is not None else tf_threads_per_task(spark)
-    extract = feature_udf(spec, model_name, batch_size, threads)
-    result: Column = extract(F.col("path"))
+    if render is None:
+        result: Column = feature_udf(spec, model_name, batch_size, threads)(F.col("path"))
+    else:
+        extract = rendered_feature_udf(spec, model_name, batch_size, threads, render)
+        result = extract(F.col("path"), F.col(copy_col))
     return images_df.select(
         *[F.col(c) for c in images_df.columns],
         result.getField("features").alias("features"),

@@ -94,23 +94,39 @@ def featurize_batch(
 
 
 def featurize_paths(
-    backbone: Backbone, model_fn, paths: list[str], batch_size: int, threads: int | None = None
+    backbone: Backbone,
+    model_fn,
+    paths: list[str | None],
+    batch_size: int,
+    threads: int | None = None,
+    render=None,
+    copies: list[int] | None = None,
 ) -> pd.DataFrame:
     """Read, decode and featurize listed files (``file:`` paths or S3 URIs), like
     :func:`featurize_batch`; a file that cannot be read gets the reason in ``error``.
+
+    With ``render`` (``(bytes | None, path, copy, size) -> RGB array``, e.g.
+    :meth:`helpers.recognition.augment.AugmentSpec.render`), each file is turned into the
+    picture ``render`` makes of it, ``copies`` giving each row's copy number; a None path
+    renders a picture without a photo.
 
     Files are read and decoded by a few threads (Pillow and S3 reads release the GIL) while the
     model runs on the previous batch. Memory: two batches of decoded pixels and one file per
     thread; the bytes of a file are dropped once decoded.
     """
-    threads = threads or inputs.read_threads(paths)
+    threads = threads or inputs.read_threads([p for p in paths if p])
     with ThreadPoolExecutor(threads, thread_name_prefix="read") as pool:
 
         def batches():
             pending = None
             for start in range(0, len(paths), batch_size):
                 chunk = paths[start : start + batch_size]
-                submitted = [pool.submit(_decoded, backbone, _reader(p)) for p in chunk]
+                submitted = [
+                    pool.submit(_decoded, backbone, _reader(p))
+                    if render is None
+                    else pool.submit(_rendered, backbone, p, copies[start + i], render)
+                    for i, p in enumerate(chunk)
+                ]
                 if pending is not None:
                     yield [f.result() for f in pending]
                 pending = submitted
@@ -127,6 +143,14 @@ def _reader(path: str):
 def _decoded(backbone: Backbone, read) -> tuple[np.ndarray | None, str | None]:
     try:
         return images.decode_rgb(read(), backbone.input_size), None
+    except (images.ImageDecodeError, inputs.ReadError) as err:
+        return None, str(err)
+
+
+def _rendered(backbone: Backbone, path: str | None, copy: int, render):
+    try:
+        data = inputs.read_file(path) if path is not None else None
+        return render(data, path, copy, backbone.input_size), None
     except (images.ImageDecodeError, inputs.ReadError) as err:
         return None, str(err)
 

@@ -128,7 +128,7 @@ def train_test(
 
 def fit_recognizer(
     train: DataFrame,
-    classifier: str = defaults.CLASSIFIER,
+    classifier: str = "logistic_regression",
     k: int | None = None,
     variance_threshold: float = defaults.VARIANCE_THRESHOLD,
     reg_param: float = defaults.REG_PARAM,
@@ -141,12 +141,16 @@ def fit_recognizer(
 
     Args:
         train: rows with ``label`` and array<float> ``features``.
-        classifier: ``"logistic_regression"`` (multinomial, L2 ``reg_param``) or ``"mlp"``
-            (sigmoid hidden ``hidden_layers``, softmax output).
+        classifier: one of :data:`helpers.defaults.HEADS`: ``"logistic_regression"``
+            (multinomial, L2 ``reg_param``) or ``"mlp"`` (sigmoid hidden ``hidden_layers``,
+            softmax output) on the PCA components, or ``"logistic_regression_full"`` on every
+            component (a rotation of the standardized features: the full features, in a form
+            the saved pipeline and ``predict`` already apply).
         k, variance_threshold: PCA size, as in :func:`helpers.chain.reduce.fit_reduction`.
         model_name: the backbone that produced the features, recorded for prediction.
     """
-    validate_classifier(classifier)
+    if classifier not in defaults.HEADS:
+        raise ValueError(f"unknown head {classifier!r}; choose one of {defaults.HEADS}")
     if reg_param < 0 or max_iter < 1:
         raise ValueError("reg_param must be >= 0 and max_iter >= 1")
     train = train.filter(F.col("features").isNotNull() & F.col("label").isNotNull())
@@ -156,11 +160,20 @@ def fit_recognizer(
     labels = list(indexer.labelsArray[0])
     if len(labels) < 2:
         raise ValueError(f"need at least two labels to train a classifier, got {labels}")
+    if classifier == "logistic_regression_full":
+        k = len(train.select("features").first()["features"])
     reduction = reduce.fit_reduction(train, k=k, variance_threshold=variance_threshold)
     projected = reduction.model.transform(reduce.as_vectors(indexer.transform(train)))
-    if classifier == "logistic_regression":
+    if classifier != "mlp":
+        # On every component, Spark's own standardization would blow up the components of
+        # (near) zero variance; the projection already standardized the features, and the L2
+        # penalty is the same in any rotation of them.
         estimator = LogisticRegression(
-            family="multinomial", regParam=reg_param, elasticNetParam=0.0, maxIter=max_iter
+            family="multinomial",
+            regParam=reg_param,
+            elasticNetParam=0.0,
+            maxIter=max_iter,
+            standardization=classifier != "logistic_regression_full",
         )
         settings = {"reg_param": reg_param, "max_iter": max_iter}
     else:
@@ -278,3 +291,28 @@ def top_confusions(confusion: pd.DataFrame, n: int = 10) -> pd.DataFrame:
                 rows.append((true, pred, count, count / totals[true]))
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
     return table.sort_values(["count", "true"], ascending=[False, True]).head(n)
+
+
+def top_k_hits(truth: np.ndarray, probabilities: np.ndarray, labels: list[str], k: int):
+    """Per row, whether the true label is among the ``k`` most probable ones (a label the
+    recognizer never saw is a miss: scikit-learn's ``top_k_accuracy_score`` refuses those)."""
+    index = {label: i for i, label in enumerate(labels)}
+    wanted = np.array([index.get(t, -1) for t in truth])
+    if len(wanted) == 0:
+        return np.zeros(0, dtype=bool)
+    best = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")[:, :k]
+    return (best == wanted[:, None]).any(axis=1)
+
+
+def unsure_threshold(known: np.ndarray, unknown: np.ndarray) -> float:
+    """The top-1 probability under which an answer is "not sure": the ROC threshold that best
+    separates photos of known fruit (``known``) from photos of none (``unknown``), by
+    Youden's J (true-positive rate minus false-positive rate)."""
+    from sklearn import metrics
+
+    if len(known) == 0 or len(unknown) == 0:
+        raise ValueError("need photos with and without known fruit to choose a threshold")
+    truth = np.r_[np.ones(len(known)), np.zeros(len(unknown))]
+    fpr, tpr, thresholds = metrics.roc_curve(truth, np.r_[known, unknown])
+    best = int(np.argmax(tpr - fpr))
+    return float(min(1.0, thresholds[best]))

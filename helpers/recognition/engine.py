@@ -15,14 +15,17 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, storage
 from helpers.chain import ingest, reduce, report
 from helpers.chain.models import FeatureSpec
 from helpers.layout import (
+    CLUTTERED,
     CONFUSION_FIGURE,
     FEATURES,
     MAPS_FIGURE,
@@ -32,7 +35,8 @@ from helpers.layout import (
     OutputLayout,
 )
 from helpers.observe import plots
-from helpers.recognition import classify, clustering, maps
+from helpers.recognition import augment, classify, clustering, clutter, maps
+from helpers.spark_session import jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +46,28 @@ class RecognitionParams:
     """Settings of the recognition step; :meth:`validate` checks them before any work."""
 
     output_uri: str
+    #: A head of :data:`helpers.defaults.HEADS`, or "auto": each fitted, the best cluttered
+    #: top-1 on validation photos kept.
     classifier: str = defaults.CLASSIFIER
     train_split: str = "Training"
     test_split: str = "Test"
     #: Used when the data has no Training/Test folders: a stratified split of all images.
     test_fraction: float = defaults.TEST_FRACTION
+    validation_fraction: float = defaults.VALIDATION_FRACTION
     variance_threshold: float = defaults.VARIANCE_THRESHOLD
     k: int | None = None
     reg_param: float = defaults.REG_PARAM
     max_iter: int = defaults.MAX_ITER
     hidden_layers: tuple[int, ...] = defaults.HIDDEN_LAYERS
+    #: Cluttered copies per training photo (0: no augmentation), per test photo, pictures
+    #: with no fruit, and optional folders of background photos (:mod:`.clutter`).
+    augment_copies: int = defaults.AUGMENT_COPIES
+    cluttered_test_copies: int = defaults.CLUTTERED_TEST_COPIES
+    unknown_photos: int = defaults.UNKNOWN_PHOTOS
+    backgrounds: str | None = None
+    held_out_backgrounds: str | None = None
+    #: Weights to featurize the cluttered pictures with; None: the features' own.
+    weights: str | None = None
     #: KMeans: a fixed k, or a (low, high) range searched by silhouette; neither: one per label.
     n_clusters: int | None = None
     cluster_k_range: tuple[int, int] | None = None
@@ -61,13 +77,39 @@ class RecognitionParams:
     def validate(self) -> RecognitionParams:
         classify.validate_classifier(self.classifier)
         classify.validate_test_fraction(self.test_fraction)
+        classify.validate_test_fraction(self.validation_fraction)
         reduce.validate_threshold(self.variance_threshold)
         reduce.validate_k(self.k)
+        self.clutter().validate()
         if self.n_clusters is not None and int(self.n_clusters) < 2:
             raise ValueError(f"n_clusters must be >= 2, got {self.n_clusters}")
         if int(self.map_points) < 3:
             raise ValueError(f"map_points must be >= 3, got {self.map_points}")
         return self
+
+    def clutter(self) -> clutter.ClutterParams:
+        return clutter.ClutterParams(
+            copies=int(self.augment_copies),
+            test_copies=int(self.cluttered_test_copies),
+            unknown_photos=int(self.unknown_photos),
+            backgrounds=self.backgrounds,
+            held_out_backgrounds=self.held_out_backgrounds,
+            seed=int(self.seed),
+        )
+
+    def fit(self, train: DataFrame, head: str, model_name: str) -> classify.Recognizer:
+        """Fit one head with these settings."""
+        return classify.fit_recognizer(
+            train,
+            head,
+            k=self.k,
+            variance_threshold=self.variance_threshold,
+            reg_param=self.reg_param,
+            max_iter=self.max_iter,
+            hidden_layers=tuple(self.hidden_layers),
+            seed=self.seed,
+            model_name=model_name,
+        )
 
 
 @dataclass
@@ -80,6 +122,7 @@ class RecognitionResult:
     cluster_table: pd.DataFrame
     map_points: pd.DataFrame
     report: dict
+    cluttered: dict | None = None
 
 
 def _read(spark: SparkSession, out: OutputLayout, name: str, step: str) -> DataFrame:
@@ -106,40 +149,76 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
             "run the feature extraction (notebook 02) again"
         ) from None
     timings: dict[str, float] = {}
+    spec = FeatureSpec.from_manifest(manifest)
+    model_name = manifest["backbone"]
 
-    started = time.perf_counter()
     train, test, split_how = classify.train_test(
         features, params.train_split, params.test_split, params.test_fraction, params.seed
     )
-    recognizer = classify.fit_recognizer(
-        train,
-        params.classifier,
-        k=params.k,
-        variance_threshold=params.variance_threshold,
-        reg_param=params.reg_param,
-        max_iter=params.max_iter,
-        hidden_layers=tuple(params.hidden_layers),
-        seed=params.seed,
-        model_name=manifest["backbone"],
+    train = train.filter("features IS NOT NULL AND label IS NOT NULL").select(*_COLUMNS)
+    test = test.filter("features IS NOT NULL").select(*_COLUMNS)
+    fit_part, validation = classify.stratified_split(
+        train, params.validation_fraction, params.seed + 1
     )
-    recognizer.settings["weights"] = manifest.get("weights")
-    recognizer.settings["weights_file"] = manifest.get("weights_file")
-    spec = FeatureSpec.from_manifest(manifest)
+    validation_paths = [r.path for r in validation.select("path").collect()]
+
+    started = time.perf_counter()
+    cluttered = _cluttered(spark, out, params, manifest, spec, train, validation_paths, test)
+    timings["cluttered_pictures"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    copies = _role(cluttered, clutter.TRAIN)
+    in_validation = F.col("path").isin(validation_paths)
+    augmented = params.augment_copies > 0
+    heads = defaults.HEADS if params.classifier == "auto" else (params.classifier,)
+    choice = _choose_head(
+        params, heads, model_name,
+        fit_data=fit_part.unionByName(copies.filter(~in_validation)) if augmented else fit_part,
+        validation=validation,
+        validation_cluttered=copies.filter(in_validation),
+        unknown=_role(cluttered, clutter.UNKNOWN_VALIDATION),
+    )  # fmt: skip
+    timings["choose_head"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    full = (train.unionByName(copies) if augmented else train).cache()
+    test_sets = {
+        "plain": test,
+        "cluttered": _role(cluttered, clutter.TEST),
+        "unknown": _role(cluttered, clutter.UNKNOWN_TEST),
+    }
+    recognizer = params.fit(full, choice["chosen"], model_name)
+    full.unpersist()
+    scored = {name: _score(recognizer.model, df) for name, df in test_sets.items()}
+    test_scores = _accuracies(scored, recognizer.labels)
+    timings["train"] = round(time.perf_counter() - started, 3)
+
     recognizer.settings.update(
-        input_size=spec.input_size, runtime=spec.runtime, precision=spec.precision
+        weights=manifest.get("weights"),
+        weights_file=manifest.get("weights_file"),
+        input_size=spec.input_size,
+        runtime=spec.runtime,
+        precision=spec.precision,
+        head_choice={k: v for k, v in choice.items() if k != "threshold"},
+        unsure_below=round(choice["threshold"], 6),
+        augmentation=_augmentation_settings(params),
     )
     with out.staged(RECOGNIZER) as staging:
         classify.save_recognizer(recognizer, staging.path(RECOGNIZER))
-    timings["train"] = round(time.perf_counter() - started, 3)
 
     # Scored through the saved pipeline, as the app will use it.
     started = time.perf_counter()
     saved = classify.load_pipeline(out.path(RECOGNIZER))
-    scored = classify.predict(saved, test).select("label", classify.PREDICTED_COL).toPandas()
-    evaluation = classify.evaluate(
-        scored["label"], scored[classify.PREDICTED_COL], recognizer.labels
-    )
-    n_train = train.filter("features IS NOT NULL").count()
+    plain = classify.predict(saved, test).select("label", classify.PREDICTED_COL).toPandas()
+    evaluation = classify.evaluate(plain["label"], plain[classify.PREDICTED_COL], recognizer.labels)
+    rows = {
+        "train_photos": train.count(),
+        "augmented_copies": copies.count() if augmented else 0,
+    }
+    n_train = rows["train_photos"] + rows["augmented_copies"]
+    cluttered_eval = _cluttered_evaluation(scored["cluttered"], recognizer.labels)
+    cluttered_eval["examples"] = _examples(test, params.seed)
+    unknowns = _unknowns(scored, choice["threshold"])
     timings["evaluate"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
@@ -172,7 +251,14 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     settings["output_uri"] = storage.redact(out.root)
     result_report = {
         "parameters": settings,
-        "split": {"how": split_how, "train_rows": n_train, "test_rows": evaluation["test_rows"]},
+        "split": {
+            "how": split_how,
+            "train_rows": n_train,
+            "train_photos": rows["train_photos"],
+            "augmented_copies": rows["augmented_copies"],
+            "validation_photos": len(validation_paths),
+            "test_rows": evaluation["test_rows"],
+        },
         "classifier": {
             **recognizer.metadata(),
             "accuracy": round(evaluation["accuracy"], 6),
@@ -180,6 +266,15 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
             "unseen_test_labels": evaluation["unseen_labels"],
             "per_class": evaluation["per_class"].round(6).to_dict(orient="index"),
             "top_confusions": confusions.round(6).to_dict(orient="records"),
+            "top3": test_scores["plain_top3"],
+        },
+        "cluttered": cluttered_eval,
+        "head_choice": recognizer.settings["head_choice"],
+        "unknowns": unknowns,
+        "augmentation": {
+            **recognizer.settings["augmentation"],
+            "pictures": rows["augmented_copies"],
+            "seconds_all_cluttered_pictures": timings["cluttered_pictures"],
         },
         "clustering": {
             "k": clusters.k,
@@ -190,14 +285,167 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         "timings_s": timings,
         "outputs": {
             name: storage.redact(out.path(name))
-            for name in (RECOGNIZER, CONFUSION_FIGURE, MAPS_FIGURE)
+            for name in (RECOGNIZER, CLUTTERED, CONFUSION_FIGURE, MAPS_FIGURE)
         },
     }
     report.write_report(result_report, out.path(RECOGNITION_REPORT))
     log.info(
-        "recognition: accuracy %.4f, macro-F1 %.4f, ARI %.4f",
+        "recognition (%s): plain top-1 %.4f, cluttered top-1 %.4f top-3 %.4f, ARI %.4f",
+        recognizer.classifier,
         evaluation["accuracy"],
-        evaluation["macro_f1"],
+        cluttered_eval["top1"],
+        cluttered_eval["top3"],
         scores["adjusted_rand_index"],
     )
-    return RecognitionResult(recognizer, evaluation, clusters, table, points, result_report)
+    return RecognitionResult(
+        recognizer, evaluation, clusters, table, points, result_report, cluttered_eval
+    )
+
+
+_COLUMNS = ("path", "label", "features")
+
+
+def _role(cluttered: DataFrame, role: str) -> DataFrame:
+    return cluttered.filter(F.col("role") == role).select(*_COLUMNS)
+
+
+def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test) -> DataFrame:
+    """Make, featurize and write the cluttered pictures (``cluttered/``); read them back."""
+    weights = params.weights or manifest.get("weights") or defaults.WEIGHTS
+    if weights == "file":
+        raise ValueError(
+            "the features were made with a weight file: give the same file as weights "
+            "to featurize the cluttered pictures"
+        )
+    clutter_params = params.clutter()
+    photos = [r.path for r in train.select("path").unionByName(test.select("path")).collect()]
+    specs = clutter_params.specs(photos)
+    rows = clutter.plan(train, validation_paths, test, clutter_params)
+    what = (
+        f"recognition: {params.augment_copies} cluttered copies per training photo, "
+        f"{params.cluttered_test_copies} per test photo, {params.unknown_photos} x 2 without fruit"
+    )
+    with jobs_named(spark, what, group="recognition"), out.staged(CLUTTERED) as staging:
+        made = clutter.featurize_rows(rows, specs, spec, weights)
+        made.write.mode("overwrite").parquet(staging.spark(CLUTTERED))
+    result = spark.read.parquet(out.spark(CLUTTERED))
+    failed = result.filter("features IS NULL").select("path", "error").limit(5).collect()
+    if failed:  # the photos themselves were read for the features: a failure here is a defect
+        raise RuntimeError(
+            f"cluttered pictures failed, e.g. {storage.redact(str(failed[0].path))}: "
+            f"{failed[0].error}"
+        )
+    return result.cache()
+
+
+def _score(model, df: DataFrame) -> pd.DataFrame:
+    """``label`` and ``probability`` (one array per row) of ``df`` under a fitted pipeline."""
+    return classify.predict(model, df).select("label", "probability").toPandas()
+
+
+def _probabilities(scored: pd.DataFrame) -> np.ndarray:
+    return np.stack(scored["probability"].to_numpy()) if len(scored) else np.zeros((0, 1))
+
+
+def _accuracies(sets: dict[str, pd.DataFrame], labels: list[str]) -> dict[str, float]:
+    out = {}
+    for name in ("plain", "cluttered"):
+        probabilities = _probabilities(sets[name])
+        for k in (1, 3):
+            hits = classify.top_k_hits(sets[name]["label"].to_numpy(), probabilities, labels, k)
+            out[f"{name}_top{k}"] = round(float(hits.mean()), 6)
+    return out
+
+
+def _choose_head(params, heads, model_name, fit_data, validation, validation_cluttered, unknown):
+    """Fit each head on ``fit_data``; keep the best top-1 on the validation photos'
+    cluttered copies (ties: the first in :data:`helpers.defaults.HEADS`). The "not sure"
+    threshold is chosen on the kept head's answers to validation photos and pictures with
+    no fruit."""
+    fit_data = fit_data.cache()
+    scores, answers = {}, {}
+    for head in heads:
+        fitted = params.fit(fit_data, head, model_name)
+        sets = {
+            "cluttered": _score(fitted.model, validation_cluttered),
+            "plain": _score(fitted.model, validation),
+            "unknown": _score(fitted.model, unknown),
+        }
+        hits = classify.top_k_hits(
+            sets["cluttered"]["label"].to_numpy(),
+            _probabilities(sets["cluttered"]),
+            fitted.labels,
+            1,
+        )
+        scores[head] = round(float(hits.mean()), 6)
+        answers[head] = sets
+        log.info("head %s: validation cluttered top-1 %.4f", head, scores[head])
+    fit_data.unpersist()
+    chosen = max(heads, key=lambda h: (scores[h], -heads.index(h)))
+    sets = answers[chosen]
+    known = np.r_[_probabilities(sets["plain"]).max(1), _probabilities(sets["cluttered"]).max(1)]
+    threshold = classify.unsure_threshold(known, _probabilities(sets["unknown"]).max(1))
+    return {
+        "chosen": chosen,
+        "by": "top-1 on cluttered copies of validation photos (training backgrounds)",
+        "scores": scores,
+        "threshold": threshold,
+    }
+
+
+def _cluttered_evaluation(scored: pd.DataFrame, labels: list[str]) -> dict:
+    """Top-1, top-3, per-class recall and the worst classes on the cluttered test pictures."""
+    probabilities = _probabilities(scored)
+    truth = scored["label"].to_numpy()
+    predicted = np.asarray(labels, dtype=object)[probabilities.argmax(axis=1)]
+    evaluation = classify.evaluate(truth, predicted, labels)
+    recall = evaluation["per_class"]["recall"].sort_values(kind="stable")
+    return {
+        "pictures": int(len(scored)),
+        "families": list(augment.HELD_OUT_FAMILIES),
+        "top1": round(float(classify.top_k_hits(truth, probabilities, labels, 1).mean()), 6),
+        "top3": round(float(classify.top_k_hits(truth, probabilities, labels, 3).mean()), 6),
+        "macro_f1": round(evaluation["macro_f1"], 6),
+        "per_class_recall": recall.round(6).to_dict(),
+        "worst_classes": recall.head(5).round(6).to_dict(),
+    }
+
+
+def _examples(test: DataFrame, seed: int, n: int = 8) -> list[dict]:
+    """``n`` test photos of different labels (repeatable), for the answers figure."""
+    ranked = classify.rank_within_label(test.select("path", "label"), seed)
+    rows = ranked.filter("_rank = 1").orderBy("label").limit(n).collect()
+    return [{"path": storage.redact(r.path), "label": r.label} for r in rows]
+
+
+def _unknowns(scored: dict[str, pd.DataFrame], threshold: float) -> dict:
+    """How the "not sure" threshold does on the test pictures."""
+
+    def share_below(name: str) -> float:
+        top = _probabilities(scored[name]).max(axis=1)
+        return round(float((top < threshold).mean()), 6) if len(top) else 0.0
+
+    return {
+        "threshold": round(threshold, 6),
+        "chosen_on": "validation photos (plain and cluttered) and pictures without fruit "
+        "(training backgrounds)",
+        "pictures": int(len(scored["unknown"])),
+        "unknown_below_threshold": share_below("unknown"),
+        "cluttered_below_threshold": share_below("cluttered"),
+        "plain_below_threshold": share_below("plain"),
+    }
+
+
+def _augmentation_settings(params: RecognitionParams) -> dict:
+    return {
+        "copies": int(params.augment_copies),
+        "seed": int(params.seed),
+        "train_families": list(augment.TRAIN_FAMILIES),
+        "train_scale": list(augment.TRAIN_SCALE),
+        "held_out_families": list(augment.HELD_OUT_FAMILIES),
+        "test_scale": list(augment.TEST_SCALE),
+        "backgrounds": storage.redact(params.backgrounds) if params.backgrounds else None,
+        "held_out_backgrounds": (
+            storage.redact(params.held_out_backgrounds) if params.held_out_backgrounds else None
+        ),
+    }

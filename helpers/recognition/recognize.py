@@ -35,6 +35,9 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     probabilities: np.ndarray | None = None
     error: str | None = None
+    #: False when the best probability is under the recognizer's "not sure" threshold (a
+    #: photo of no fruit it knows, most likely); None for recognizers saved without one.
+    sure: bool | None = None
 
     @property
     def label(self) -> str | None:
@@ -46,7 +49,16 @@ class Prediction:
             out["error"] = self.error
         else:
             out["top"] = [{"label": lab, "probability": round(p, 6)} for lab, p in self.top]
+            if self.sure is not None:
+                out["sure"] = self.sure
         return out
+
+    def summary(self) -> str:
+        """One line: the top labels with their probabilities, "not sure" first when unsure."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        best = ", ".join(f"{label} {p:.1%}" for label, p in self.top)
+        return f"not sure (best: {best})" if self.sure is False else best
 
 
 class PhotoRecognizer:
@@ -104,6 +116,8 @@ class PhotoRecognizer:
                 Path(weights_path).name,
             )
         self._infer = inference.load_inference_fn(self.spec, weights_path)
+        #: Answers whose best probability is under this are "not sure" (None: never).
+        self.unsure_below: float | None = settings.get("unsure_below")
         self.load_seconds = time.perf_counter() - started
 
     @property
@@ -128,6 +142,8 @@ class PhotoRecognizer:
             best = np.argsort(-p, kind="stable")[:top]
             answers[row].top = [(self.labels[j], float(p[j])) for j in best]
             answers[row].probabilities = p
+            if self.unsure_below is not None:
+                answers[row].sure = bool(p[best[0]] >= self.unsure_below)
         return answers
 
     def predict(self, photos: Iterable[str], top: int = defaults.TOP_LABELS) -> list[Prediction]:

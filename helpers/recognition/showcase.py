@@ -1,0 +1,87 @@
+""" "What fruit is this" in a notebook: one photo answered, and cluttered test pictures with
+their answers, both through :class:`helpers.recognition.recognize.PhotoRecognizer` (the code
+path of ``python -m helpers predict``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from helpers import storage
+from helpers.chain import images
+from helpers.recognition import augment
+from helpers.recognition.recognize import PhotoRecognizer, Prediction
+
+
+def answer_photo(recognizer: PhotoRecognizer, photo: str | bytes, name: str = "photo"):
+    """Answer one photo (a path, a URI or its bytes): ``(prediction, figure)``; the figure
+    shows the photo and its top labels (none when the photo cannot be read)."""
+    if isinstance(photo, (bytes, bytearray)):
+        prediction = recognizer.predict_bytes([(name, bytes(photo))])[0]
+        data: bytes | None = bytes(photo)
+    else:
+        prediction = recognizer.predict([photo])[0]
+        data = None if prediction.error else storage.read_bytes(photo)
+    if data is None:
+        return prediction, None
+    rgb = images.decode_rgb(data, recognizer.backbone.input_size)
+    return prediction, answers_figure([rgb], [prediction], columns=1)
+
+
+def cluttered_examples(
+    examples: list[dict], recognizer: PhotoRecognizer
+) -> tuple[list[np.ndarray], list[Prediction]]:
+    """The cluttered test pictures of ``examples`` (``{"path", "label"}``, as listed in
+    ``recognition_report.json``), remade exactly as the evaluation made them (copy 0) and
+    answered by ``recognizer``."""
+    settings = recognizer.metadata["settings"]["augmentation"]
+    folder = settings.get("held_out_backgrounds")
+    spec = augment.AugmentSpec(
+        tuple(settings["held_out_families"]),
+        augment.list_backgrounds(folder) if folder else (),
+        scale=tuple(settings["test_scale"]),
+        seed=int(settings["seed"]) + 1,
+    )
+    size = recognizer.backbone.input_size
+    pictures = [spec.render(storage.read_bytes(e["path"]), e["path"], 0, size) for e in examples]
+    named = [(e["label"], _png(p)) for e, p in zip(examples, pictures)]
+    return pictures, recognizer.predict_bytes(named)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def answers_figure(
+    pictures: list[np.ndarray],
+    predictions: list[Prediction],
+    truths: list[str] | None = None,
+    columns: int = 4,
+):
+    """Pictures with their top labels and probabilities under each (green: right,
+    red: wrong, grey: not sure or no truth given)."""
+    import matplotlib.pyplot as plt
+
+    columns = max(1, min(columns, len(pictures)))
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (picture, answer) in enumerate(zip(pictures, predictions)):
+        ax = axes.ravel()[i]
+        ax.imshow(picture)
+        lines = [f"{label} {p:.0%}" for label, p in answer.top[:3]] or [answer.error or "?"]
+        if answer.sure is False:
+            lines[0] = "not sure: " + lines[0]
+        colour = "dimgrey"
+        if truths is not None and answer.label is not None and answer.sure is not False:
+            colour = "tab:green" if answer.label == truths[i] else "tab:red"
+        title = (f"true: {truths[i]}\n" if truths is not None else "") + "\n".join(lines)
+        ax.set_title(title, fontsize=8, color=colour, loc="left")
+    fig.tight_layout()
+    return fig
