@@ -120,8 +120,8 @@ def test_every_request_that_takes_it_names_the_expected_owner(aws_local, tmp_pat
     s3_staging.ensure_bucket("fruits-owner", "eu-west-3", client=s3, tls_only=True)
     operations = {name for name, _ in sent}
     expected = {"HeadBucket", "PutPublicAccessBlock", "PutBucketPolicy", "PutObject",
-                "PutBucketLifecycleConfiguration", "GetBucketEncryption", "ListObjectsV2"}  # fmt: skip
-    assert expected <= operations
+                "PutBucketLifecycleConfiguration", "GetBucketEncryption"}  # fmt: skip
+    assert expected | {"ListObjectsV2"} <= operations
     for name, owner in sent:
         takes_it = "ExpectedBucketOwner" in S3_MODEL.operation_model(name).input_shape.members
         assert owner == (OWNER if takes_it else None), name
