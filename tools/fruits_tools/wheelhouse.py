@@ -20,12 +20,13 @@ from pathlib import Path
 from fruits_tools import assets
 
 PYTHON_VERSION = "3.11"
-#: Amazon Linux 2023 has glibc 2.34: every manylinux tag up to it installs there.
+#: Amazon Linux 2023 has glibc 2.34: every manylinux tag up to it installs there. Spelled out
+#: one by one: pip matches ``--platform`` tags exactly (TensorFlow's wheel is 2_27 only).
 PLATFORMS = (
-    "manylinux_2_34_x86_64",
-    "manylinux_2_28_x86_64",
-    "manylinux_2_17_x86_64",
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)),
     "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
 )
 
 
