@@ -125,3 +125,21 @@ def test_every_request_that_takes_it_names_the_expected_owner(aws_local, tmp_pat
     for name, owner in sent:
         takes_it = "ExpectedBucketOwner" in S3_MODEL.operation_model(name).input_shape.members
         assert owner == (OWNER if takes_it else None), name
+
+
+def test_make_bucket_dry_run_prints_valid_requests_and_creates_nothing(aws_local, capsys):
+    from botocore.validate import ParamValidator
+
+    from fruits_tools import cli
+    from tests.test_aws_iam import json_objects
+
+    key = "arn:aws:kms:eu-west-3:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert cli.main(["s3", "make-bucket", "fruits-dry", "--kms-key", key, "--dry-run"]) == 0
+    printed = json_objects(capsys.readouterr().out)
+    assert [p["operation"] for p in printed][0] == "CreateBucket"
+    for request in printed:
+        shape = S3_MODEL.operation_model(request["operation"]).input_shape
+        report = ParamValidator().validate(request["params"], shape)
+        assert not report.has_errors(), report.generate_report()
+    names = {b["Name"] for b in boto3.client("s3").list_buckets().get("Buckets", [])}
+    assert "fruits-dry" not in names

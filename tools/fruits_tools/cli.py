@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--staging-days", type=int, default=7, help="expire output/_staging/ after")
     s3.add_argument("--log-days", type=int, default=30, help="expire logs/ after")
     s3.add_argument("--multipart-days", type=int, default=3, help="abort unfinished uploads after")
+    s3.add_argument("--dry-run", action="store_true", help="make-bucket, upload: send nothing")
 
     emr = sub.add_parser(
         "emr", help="roles, stage, run (one-shot), create, submit, wait, teardown on AWS EMR"
@@ -367,6 +368,22 @@ def _s3(args: argparse.Namespace) -> int:
         raise ValueError(f"s3 {args.action} takes {wanted} argument(s), got {len(args.args)}")
     if args.action == "upload" and not Path(args.args[0]).is_dir():
         raise FileNotFoundError(f"no folder at {args.args[0]}")
+    if args.dry_run and args.action == "make-bucket":
+        requests = s3_staging.planned_requests(
+            args.args[0], args.region, kms_key_arn=args.kms_key, prefix=args.prefix,
+            multipart_days=args.multipart_days, staging_days=args.staging_days,
+            log_days=args.log_days,
+        )  # fmt: skip
+        for operation, params in requests:
+            print(json.dumps({"operation": operation, "params": params}, indent=2))
+        return 0
+    if args.dry_run and args.action == "upload":
+        root = Path(args.args[0])
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            print(
+                f"upload {path} -> {args.args[1].rstrip('/')}/{path.relative_to(root).as_posix()}"
+            )
+        return 0
     owner = s3_staging.account_id(args.region)  # ExpectedBucketOwner of every request
     if args.action == "make-bucket":
         settings = s3_staging.ensure_bucket(

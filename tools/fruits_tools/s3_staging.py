@@ -89,6 +89,42 @@ def tls_only_statement(bucket: str) -> dict:
     return iam.render("bucket-policy-statement.json", BUCKET=bucket)
 
 
+def planned_requests(
+    bucket: str,
+    region: str = defaults.REGION,
+    expected_owner: str = "ACCOUNT_ID",
+    kms_key_arn: str | None = None,
+    prefix: str = "fruits",
+    multipart_days: int = 3,
+    staging_days: int = 7,
+    log_days: int = 30,
+) -> list[tuple[str, dict]]:
+    """The requests :func:`ensure_bucket` sends for a new bucket (what ``--dry-run`` prints)."""
+    mine = {"ExpectedBucketOwner": expected_owner}
+    create: dict = {"Bucket": bucket}
+    if region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    default = (
+        {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_arn}
+        if kms_key_arn
+        else {"SSEAlgorithm": "AES256"}
+    )
+    policy = {"Version": "2012-10-17", "Statement": [tls_only_statement(bucket)]}
+    rules = lifecycle_rules(prefix, multipart_days, staging_days, log_days)
+    return [
+        ("CreateBucket", create),
+        ("PutPublicAccessBlock", {"Bucket": bucket, **mine, "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True, "RestrictPublicBuckets": True}}),
+        ("PutBucketEncryption", {"Bucket": bucket, **mine, "ServerSideEncryptionConfiguration": {
+            "Rules": [{"ApplyServerSideEncryptionByDefault": default,
+                       "BucketKeyEnabled": bool(kms_key_arn)}]}}),
+        ("PutBucketPolicy", {"Bucket": bucket, **mine, "Policy": json.dumps(policy)}),
+        ("PutBucketLifecycleConfiguration", {"Bucket": bucket, **mine,
+                                             "LifecycleConfiguration": {"Rules": rules}}),
+    ]  # fmt: skip
+
+
 def ensure_bucket(
     bucket: str,
     region: str = defaults.REGION,
