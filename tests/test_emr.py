@@ -173,7 +173,16 @@ def test_instance_profile_policy_is_least_privilege():
             else [statement["Resource"]]
         )
         for resource in resources:
-            assert resource.startswith("arn:aws:s3:::fruits-bucket"), resource
+            # besides the project's bucket, only reading the region's EMR and Amazon Linux
+            # package repositories (S3 buckets of AWS, used from a private subnet)
+            assert resource.startswith("arn:aws:s3:::fruits-bucket") or (
+                statement["Action"] == "s3:GetObject"
+                and re.match(
+                    r"arn:aws:s3:::(repo|packages)\.eu-west-3\.emr\.amazonaws\.com/\*$|"
+                    r"arn:aws:s3:::al2023-repos-eu-west-3-de612dc2/\*$",
+                    resource,
+                )
+            ), resource
         writes = {"s3:PutObject", "s3:DeleteObject"} & set(statement["Action"])
         if writes:  # writing only under output/ and logs/, and EMRFS folder markers
             assert all(

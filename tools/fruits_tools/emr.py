@@ -93,7 +93,7 @@ def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
 
 def render_policy(spec: ClusterSpec) -> dict:
     """The instance profile's least-privilege policy for this bucket, prefix and key."""
-    return iam.instance_policy(spec.bucket, spec.prefix, spec.kms_key_arn)
+    return iam.instance_policy(spec.bucket, spec.prefix, spec.kms_key_arn, spec.region)
 
 
 def security_configuration(

@@ -19,6 +19,7 @@ import string
 from pathlib import Path
 
 from fruits_tools import assets
+from helpers import defaults
 
 INSTANCE_ROLE = "fruits-emr-ec2"
 SERVICE_ROLE = "fruits-emr-service"
@@ -37,10 +38,19 @@ def render(name: str, **values: str) -> dict | list:
     return json.loads(string.Template(text).substitute(**values))
 
 
-def instance_policy(bucket: str, prefix: str = "fruits", kms_key_arn: str | None = None) -> dict:
+def instance_policy(
+    bucket: str,
+    prefix: str = "fruits",
+    kms_key_arn: str | None = None,
+    region: str = defaults.REGION,
+) -> dict:
     """The nodes' policy: read ``input/`` and ``code/``, write ``output/`` and the logs (never
-    delete EMR's logs), EMRFS folder markers, and the KMS key when one is given."""
-    policy = render("instance-profile-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"))
+    delete EMR's logs), EMRFS folder markers, the region's EMR and Amazon Linux package
+    repositories (S3 buckets, read through an S3 endpoint from a private subnet), and the KMS
+    key when one is given."""
+    policy = render(
+        "instance-profile-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"), REGION=region
+    )
     if kms_key_arn:
         policy["Statement"] += render(
             "instance-profile-kms-statements.json", KMS_KEY_ARN=kms_key_arn
@@ -62,7 +72,7 @@ def documents(
 ) -> dict[str, dict]:
     """Every policy document the roles use, by name (what the linter checks)."""
     return {
-        "instance-profile-policy": instance_policy(bucket, prefix, kms_key_arn),
+        "instance-profile-policy": instance_policy(bucket, prefix, kms_key_arn, region),
         "ec2-trust-policy": render("ec2-trust-policy.json"),
         "service-trust-policy": render("service-trust-policy.json", ACCOUNT=account, REGION=region),
         "service-role-policy": service_policy(account, kms_key_arn),
