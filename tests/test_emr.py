@@ -92,6 +92,7 @@ def test_step_requests_match_the_emr_service_model(mode):
         )
     else:
         assert len(steps) == 1
+        assert "FRUITS_MODELS_URI=s3://fruits-bucket/fruits/code/models " in command
 
 
 def test_dry_run_prints_exactly_the_requests():

@@ -231,8 +231,11 @@ def pipeline_steps(
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
         # PYSPARK_PYTHON: the kernels start Spark from a plain Python process, where
         # spark.pyspark.python is not applied, so executors would run the system python3.
+        # FRUITS_MODELS_URI: that process reads no spark-env.sh either; the weights come from
+        # the bucket, never from the internet.
         script = (
-            f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} && "
+            f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} "
+            f"FRUITS_MODELS_URI={spec.uri('code', 'models')} && "
             f"aws s3 cp --recursive --only-show-errors {spec.uri('code', 'notebooks')} {books} && "
             f"{VENV_PYTHON} -m helpers notebooks --notebook-dir {books} --kernel fruits "
             f"-p SPARK_MASTER yarn -p INPUT_URI {input_uri} --output {output_uri} "
