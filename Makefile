@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes sample notebooks-refresh clean
+.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -73,6 +73,11 @@ bench-fixed-cost: setup
 # `pip install nncf tf2onnx onnxruntime`, not project dependencies).
 bench-runtimes: setup
 	$(BIN)/python benchmarks/runtimes_bench.py $(ARGS)
+
+# Plain and cluttered accuracy of each recognizer head, augmentation on and off, and what the
+# augmentation costs, on the shared sample (README "What fruit is this?"); about 20 minutes.
+bench-recognition: setup
+	$(BIN)/python benchmarks/recognition_bench.py $(ARGS)
 
 # Throughput by dataset size, 1 vs 2 executors, PCA at 90,000 rows (README "Performance").
 bench-featurize: setup

@@ -8,6 +8,7 @@ for S3 using the standard AWS credential chain (IAM role on EMR).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -230,6 +231,18 @@ FOLDER_MARKER = "_$folder$"
 _S3_BATCH = 1000
 # Copies are server-side; a few in flight hide the latency of each request.
 _S3_COPY_THREADS = 16
+
+
+def sha256(uri: str) -> str:
+    """The SHA-256 of a file (local or S3), hex; read in blocks when local."""
+    digest = hashlib.sha256()
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(read_bytes(uri))
+    return digest.hexdigest()
 
 
 def commit_datasets(staging_dir: str, out: str, names: list[str]) -> None:

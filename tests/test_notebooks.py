@@ -56,6 +56,7 @@ def fruits_run(tmp_path_factory, fruits_sample):
     out = tmp_path_factory.mktemp("fruits-run")
     command = ["-m", "helpers", "notebooks", "-p", "INPUT_URI", str(fruits_sample),
                "-p", "BATCH_SIZE", "32", "-p", "VARIANCE_THRESHOLD", "0.9",
+               "-p", "PHOTO_URI", str(_asked_photo(fruits_sample)),
                "--output", str(out)]  # fmt: skip
     done = subprocess.run(
         [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=1200
@@ -63,6 +64,11 @@ def fruits_run(tmp_path_factory, fruits_sample):
     assert done.returncode == 0, done.stderr[-3000:]
     written = [str(out / "notebooks" / name) for name in PIPELINE_NOTEBOOKS]
     return out, written
+
+
+def _asked_photo(fruits_sample):
+    """The photo notebook 05 is asked about ("what fruit is this")."""
+    return sorted((fruits_sample / "Banana").glob("*.jpg"))[0]
 
 
 @pytest.mark.slow
@@ -89,6 +95,9 @@ def test_papermill_pipeline_on_real_images(fruits_run, spark):
     assert recognition["split"]["test_rows"] == 240 and recognition["accuracy"] >= 0.9
     assert recognition["clusters"] == 24
     assert (out / "recognizer" / "recognizer.json").is_file()
+    # "what fruit is this", asked through PHOTO_URI
+    assert recognition["photo"]["photo"].endswith(".jpg")
+    assert recognition["photo"]["top"][0]["label"] == "Banana"
     assert (out / "maps.png").read_bytes()[:4] == b"\x89PNG"
 
     assert spark.read.parquet(str(out / "features")).count() == 960
@@ -203,3 +212,75 @@ def test_notebook_02_incremental_rerun_featurizes_nothing_new(tmp_path):
         seen.append(read_metrics(str(out), "02_feature_extraction"))
     assert seen[0]["featurized_this_run"] == 132
     assert seen[1]["featurized_this_run"] == 0 and seen[1]["featurized"] == 132
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_augmented_recognizer_on_cluttered_photos(fruits_run, spark, mobilenet_weights):
+    """The recognizer notebook 05 trained with cluttered copies: the targets on the sample,
+    training and evaluation kept apart by path, ``predict`` equal to the Spark pipeline (plain
+    photos and remade cluttered ones), and pictures without fruit under the "not sure"
+    threshold at the rate the report gives."""
+    import numpy as np
+
+    from helpers.recognition import augment, classify, showcase
+    from helpers.recognition.recognize import PhotoRecognizer
+
+    out, _ = fruits_run
+    report = json.loads((out / "recognition_report.json").read_text())
+    cluttered, unknowns = report["cluttered"], report["unknowns"]
+    print(
+        f"\n{report['classifier']['classifier']}: plain top-1 {report['classifier']['accuracy']}"
+        f", cluttered top-1 {cluttered['top1']} top-3 {cluttered['top3']}; "
+        f"no fruit under {unknowns['threshold']}: {unknowns['unknown_below_threshold']}"
+    )
+    assert report["classifier"]["accuracy"] >= 0.98
+    assert cluttered["top1"] >= 0.90 and cluttered["top3"] >= 0.97
+    assert cluttered["pictures"] == 240 * 3
+    assert report["head_choice"]["chosen"] == report["classifier"]["classifier"]
+    assert set(report["head_choice"]["scores"]) == {
+        "logistic_regression", "mlp", "logistic_regression_full",
+    }  # fmt: skip
+
+    # no test photo in training, by path; the evaluation is exactly the test split
+    features = spark.read.parquet(str(out / "features"))
+    train, test = classify.stratified_split(features, 0.25, seed=360)
+    train_paths = {r.path for r in train.select("path").collect()}
+    test_paths = {r.path for r in test.select("path").collect()}
+    made = spark.read.parquet(str(out / "cluttered")).toPandas()
+    by_role = {
+        role: set(made.loc[made.role == role, "path"].dropna()) for role in made.role.unique()
+    }
+    assert by_role["train"] == train_paths and not by_role["train"] & test_paths
+    assert by_role["test"] == test_paths
+    assert made.loc[made.role.str.startswith("unknown"), "path"].isna().all()
+    assert made["features"].notna().all()
+
+    # predict == the Spark pipeline, on plain photos and on cluttered pictures remade in-process
+    recognizer = PhotoRecognizer(str(out / "recognizer"), weights=mobilenet_weights)
+    pipeline = classify.load_pipeline(str(out / "recognizer"))
+    some = test.orderBy("path").limit(48)
+    spark_p = np.stack(classify.predict(pipeline, some).toPandas()["probability"].to_numpy())
+    ours = recognizer.predict([r.path.removeprefix("file:") for r in some.collect()])
+    assert np.abs(np.stack([a.probabilities for a in ours]) - spark_p).max() <= 1e-5
+    examples = cluttered["examples"]
+    _, answered = showcase.cluttered_examples(examples, recognizer)
+    rows = spark.createDataFrame(
+        made[(made.role == "test") & (made.copy == 0)][["path", "label", "features"]]
+    )
+    scored = classify.predict(pipeline, rows).toPandas().set_index("path")
+    spark_c = np.stack([scored.loc[e["path"], "probability"] for e in examples])
+    diff = np.abs(np.stack([a.probabilities for a in answered]) - spark_c).max()
+    print(f"cluttered pictures remade by predict vs Spark's: max |dp| = {diff:.1e}")
+    assert diff <= 1e-5
+
+    # pictures without fruit, remade: under the threshold at the reported rate
+    settings = recognizer.metadata["settings"]
+    spec = augment.AugmentSpec(augment.HELD_OUT_FAMILIES, seed=settings["augmentation"]["seed"] + 1)
+    size = recognizer.backbone.input_size
+    empty = [(f"nothing {i}", showcase._png(spec.render(None, None, i, size)))
+             for i in range(unknowns["pictures"])]  # fmt: skip
+    answers = recognizer.predict_bytes(empty)
+    unsure = np.mean([a.sure is False for a in answers])
+    assert unsure == pytest.approx(unknowns["unknown_below_threshold"], abs=0.011)
+    assert unknowns["unknown_below_threshold"] >= 0.5  # most are flagged "not sure"

@@ -154,8 +154,10 @@ def test_mlp_pipeline_read_without_spark_gives_sparks_probabilities(split, tmp_p
 
 def test_bad_classifier_settings_are_refused(split):
     train, _ = split
-    with pytest.raises(ValueError, match="unknown classifier"):
+    with pytest.raises(ValueError, match="unknown head 'forest'"):
         classify.fit_recognizer(train, "forest")
+    with pytest.raises(ValueError, match="unknown head 'auto'"):  # a choice among fits, not one
+        classify.fit_recognizer(train, "auto")
     with pytest.raises(ValueError, match="two labels"):
         classify.fit_recognizer(train.filter("label = 'Kiwi'"))
 

@@ -152,6 +152,10 @@ def test_cluster_panels_have_their_own_colours_and_a_legend_naming_each_cluster(
         ({"n_clusters": 1}, "n_clusters must be >= 2"),
         ({"map_points": 2}, "map_points must be >= 3"),
         ({"variance_threshold": 0.0}, "variance_threshold must be in (0, 1]"),
+        ({"augment_copies": -1}, "copies must be >= 0"),
+        ({"cluttered_test_copies": 0}, "test_copies must be >= 1"),
+        ({"validation_fraction": 0.0}, "validation_fraction must be in (0, 1)"),
+        ({"backgrounds": "b", "held_out_backgrounds": "b"}, "must be different folders"),
     ],
 )
 def test_recognition_parameters_are_checked_before_any_work(settings, message):

@@ -72,10 +72,10 @@ def validate_classifier(classifier: str) -> str:
     return classifier
 
 
-def validate_test_fraction(test_fraction: float) -> float:
-    """Check a test share is in (0, 1)."""
+def validate_test_fraction(test_fraction: float, name: str = "test_fraction") -> float:
+    """Check a share set apart (test, validation) is in (0, 1)."""
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ValueError(f"{name} must be in (0, 1), got {test_fraction}")
     return float(test_fraction)
 
 
@@ -163,7 +163,14 @@ def fit_recognizer(
     if classifier == "logistic_regression_full":
         k = len(train.select("features").first()["features"])
     reduction = reduce.fit_reduction(train, k=k, variance_threshold=variance_threshold)
-    projected = reduction.model.transform(reduce.as_vectors(indexer.transform(train)))
+    # cached: the optimizers pass over the rows once per iteration, and the projection is a
+    # Python UDF that would otherwise run again each time
+    projected = reduction.model.transform(reduce.as_vectors(indexer.transform(train))).select(
+        reduce.PCA_COL, LABEL_INDEX_COL
+    )
+    projected = projected.coalesce(
+        max(1, projected.sparkSession.sparkContext.defaultParallelism)
+    ).cache()
     if classifier != "mlp":
         # On every component, Spark's own standardization would blow up the components of
         # (near) zero variance; the projection already standardized the features, and the L2
@@ -182,6 +189,7 @@ def fit_recognizer(
         settings = {"layers": layers, "max_iter": max_iter, "seed": seed}
     estimator.setFeaturesCol(reduce.PCA_COL).setLabelCol(LABEL_INDEX_COL)
     fitted = estimator.fit(projected)
+    projected.unpersist()
     to_label = IndexToString(inputCol="prediction", outputCol=PREDICTED_COL, labels=labels)
     pipeline = PipelineModel(stages=[*reduction.model.stages, fitted, to_label])
     log.info("%s on %d labels, k=%d", classifier, len(labels), reduction.k)

@@ -11,6 +11,7 @@ Reads ``<output>/features/`` and ``<output>/reduced/`` (notebooks 02 and 03) and
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, storage
 from helpers.chain import ingest, reduce, report
-from helpers.chain.models import FeatureSpec
+from helpers.chain.models import FeatureSpec, WeightsNotFoundError, resolve_weights
 from helpers.layout import (
     CLUTTERED,
     CONFUSION_FIGURE,
@@ -77,7 +78,7 @@ class RecognitionParams:
     def validate(self) -> RecognitionParams:
         classify.validate_classifier(self.classifier)
         classify.validate_test_fraction(self.test_fraction)
-        classify.validate_test_fraction(self.validation_fraction)
+        classify.validate_test_fraction(self.validation_fraction, "validation_fraction")
         reduce.validate_threshold(self.variance_threshold)
         reduce.validate_k(self.k)
         self.clutter().validate()
@@ -181,7 +182,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     timings["choose_head"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
-    full = (train.unionByName(copies) if augmented else train).cache()
+    full = _compact(train.unionByName(copies) if augmented else train)
     test_sets = {
         "plain": test,
         "cluttered": _role(cluttered, clutter.TEST),
@@ -220,6 +221,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     cluttered_eval["examples"] = _examples(test, params.seed)
     unknowns = _unknowns(scored, choice["threshold"])
     timings["evaluate"] = round(time.perf_counter() - started, 3)
+    cluttered.unpersist()
 
     started = time.perf_counter()
     clusters = clustering.fit_kmeans(
@@ -313,21 +315,42 @@ def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test
     """Make, featurize and write the cluttered pictures (``cluttered/``); read them back."""
     weights = params.weights or manifest.get("weights") or defaults.WEIGHTS
     if weights == "file":
-        raise ValueError(
-            "the features were made with a weight file: give the same file as weights "
-            "to featurize the cluttered pictures"
-        )
+        weights = _same_weights(spec, manifest)
     clutter_params = params.clutter()
     photos = [r.path for r in train.select("path").unionByName(test.select("path")).collect()]
     specs = clutter_params.specs(photos)
-    rows = clutter.plan(train, validation_paths, test, clutter_params)
-    what = (
-        f"recognition: {params.augment_copies} cluttered copies per training photo, "
-        f"{params.cluttered_test_copies} per test photo, {params.unknown_photos} x 2 without fruit"
-    )
-    with jobs_named(spark, what, group="recognition"), out.staged(CLUTTERED) as staging:
-        made = clutter.featurize_rows(rows, specs, spec, weights)
-        made.write.mode("overwrite").parquet(staging.spark(CLUTTERED))
+    # What the pictures depend on: the same plan over the same features is reused (a rerun
+    # that changes only the head or the clusters does not featurize them again).
+    plan = {
+        "clutter": asdict(clutter_params),
+        "specs": [repr(s) for s in specs],
+        "split": [params.train_split, params.test_split, params.test_fraction],
+        "validation_fraction": params.validation_fraction,
+        "weights": weights,
+        "features": manifest,
+    }
+    plan_uri = out.path(CLUTTERED, "_plan.json")
+    try:
+        reusable = json.loads(storage.read_bytes(plan_uri)) == json.loads(json.dumps(plan))
+    except (FileNotFoundError, ValueError):
+        reusable = False
+    if reusable:
+        log.info("cluttered pictures: reusing %s (same plan)", storage.redact(out.path(CLUTTERED)))
+    else:
+        rows = clutter.plan(train, validation_paths, test, clutter_params)
+        what = (
+            f"recognition: {params.augment_copies} cluttered copies per training photo, "
+            f"{params.cluttered_test_copies} per test photo, "
+            f"{params.unknown_photos} x 2 without fruit"
+        )
+        with jobs_named(spark, what, group="recognition"), out.staged(CLUTTERED) as staging:
+            made = clutter.featurize_rows(rows, specs, spec, weights)
+            made.write.mode("overwrite").parquet(staging.spark(CLUTTERED))
+            storage.write_bytes(
+                staging.path(CLUTTERED, "_plan.json"),
+                json.dumps(plan, indent=2, sort_keys=True).encode("utf-8"),
+                "application/json",
+            )
     result = spark.read.parquet(out.spark(CLUTTERED))
     failed = result.filter("features IS NULL").select("path", "error").limit(5).collect()
     if failed:  # the photos themselves were read for the features: a failure here is a defect
@@ -336,6 +359,30 @@ def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test
             f"{failed[0].error}"
         )
     return result.cache()
+
+
+def _compact(df: DataFrame) -> DataFrame:
+    """Cached in one partition per task slot: the heads' optimizers make a Spark job per
+    iteration, and small unions of many partitions would cost a task each per iteration."""
+    return df.coalesce(max(1, df.sparkSession.sparkContext.defaultParallelism)).cache()
+
+
+def _same_weights(spec: FeatureSpec, manifest: dict) -> str:
+    """The weight file the features were made with, found where ``imagenet`` weights are
+    looked up and recognised by its SHA-256 (a run given ``--weights FILE`` records only the
+    file's name and digest)."""
+    wanted = manifest.get("weights_sha256")
+    try:
+        found = resolve_weights(spec.backbone, defaults.WEIGHTS)
+    except WeightsNotFoundError:
+        found = None
+    if found and wanted and storage.sha256(found) == wanted:
+        return found
+    raise ValueError(
+        f"the features were made with the weight file {manifest.get('weights_file')}, not "
+        "found where pretrained weights are looked up: give the same file as weights "
+        "(--weights) to featurize the cluttered pictures"
+    )
 
 
 def _score(model, df: DataFrame) -> pd.DataFrame:
@@ -362,7 +409,7 @@ def _choose_head(params, heads, model_name, fit_data, validation, validation_clu
     cluttered copies (ties: the first in :data:`helpers.defaults.HEADS`). The "not sure"
     threshold is chosen on the kept head's answers to validation photos and pictures with
     no fruit."""
-    fit_data = fit_data.cache()
+    fit_data = _compact(fit_data)
     scores, answers = {}, {}
     for head in heads:
         fitted = params.fit(fit_data, head, model_name)
