@@ -37,9 +37,12 @@ def validation_errors(operation: str, params: dict) -> str:
 
 @pytest.fixture
 def local_aws(monkeypatch):
-    """The local server in this process (its EMR state reachable by the test), a bucket."""
+    """The local server in this process (its EMR state reachable by the test), a bucket with
+    the code staged, the security configuration made."""
     server = start_moto(monkeypatch, managed_policies=False)
     s3_staging.ensure_bucket(BUCKET, "eu-west-3")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="fruits/code/bootstrap.sh", Body=b"#!")
+    emr.Launcher(emr.ClusterSpec(bucket=BUCKET)).create_security_configuration(KEY)
     yield
     server.stop()
 
@@ -195,6 +198,17 @@ def test_wait_command_exits_non_zero_on_a_failed_step(local_aws, failure_details
     play_emr("step-failed")
     assert cli.main(["emr", "wait", "--cluster-id", cluster_id, *ARGS]) == 1
     assert "Reason: Unknown Error." in capsys.readouterr().err
+
+
+def test_a_launch_that_could_only_fail_is_refused_before_it_costs(local_aws, capsys):
+    boto3.client("emr").delete_security_configuration(Name=emr.SECURITY_CONFIGURATION)
+    assert cli.main(["emr", "run", *ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no security configuration fruits-security: run emr")
+    assert cli.main(["emr", "run", *ARGS, "--no-security-configuration", "--prefix", "other"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: nothing staged under s3://{BUCKET}/other/code/: run emr stage first"
+    assert boto3.client("emr").list_clusters()["Clusters"] == []
 
 
 def test_user_errors_are_one_line(local_aws, capsys):

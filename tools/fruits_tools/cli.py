@@ -173,6 +173,8 @@ def _emr(args: argparse.Namespace) -> int:
             print(uri)
     elif args.action == "run":
         steps = emr.pipeline_steps(spec, args.input, args.output, args.mode)
+        if not args.dry_run:
+            launcher.preflight()
         print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
         created = launcher.create(steps)
         if not created:
@@ -183,6 +185,8 @@ def _emr(args: argparse.Namespace) -> int:
         outcome = launcher.wait(created, None, until_terminated=True, **wait)
         return _outcome(launcher, outcome)
     elif args.action == "create":
+        if not args.dry_run:
+            launcher.preflight()
         print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
         created = launcher.create()
         if created:

@@ -454,6 +454,23 @@ class Launcher:
 
     # -- clusters and steps -------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        """Refuse, in one line, a launch that could only fail later and cost a cluster start:
+        nothing staged, or a security configuration that does not exist."""
+        from botocore.exceptions import ClientError
+
+        staged = self._keys(self.spec.key("code", "bootstrap.sh"))
+        if self.spec.key("code", "bootstrap.sh") not in staged:
+            raise ValueError(f"nothing staged under {self.spec.uri('code')}/: run emr stage first")
+        if self.spec.security_configuration:
+            try:
+                self.client.describe_security_configuration(Name=self.spec.security_configuration)
+            except ClientError:
+                raise ValueError(
+                    f"no security configuration {self.spec.security_configuration}: run "
+                    "emr security-config create --kms-key ..., or pass --no-security-configuration"
+                ) from None
+
     def create(self, steps: list[dict] | None = None) -> str | None:
         """Create the cluster (one-shot when ``steps`` are given); its id (None in dry-run)."""
         response = self._call("RunJobFlow", **run_job_flow_request(self.spec, steps))
