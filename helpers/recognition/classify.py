@@ -136,6 +136,7 @@ def fit_recognizer(
     hidden_layers: tuple[int, ...] = defaults.HIDDEN_LAYERS,
     seed: int = defaults.SEED,
     model_name: str = defaults.MODEL_NAME,
+    tol: float = defaults.TOL,
 ) -> Recognizer:
     """Fit scaler + PCA, then the classifier, on the training rows (null features ignored).
 
@@ -151,8 +152,8 @@ def fit_recognizer(
     """
     if classifier not in defaults.HEADS:
         raise ValueError(f"unknown head {classifier!r}; choose one of {defaults.HEADS}")
-    if reg_param < 0 or max_iter < 1:
-        raise ValueError("reg_param must be >= 0 and max_iter >= 1")
+    if reg_param < 0 or max_iter < 1 or not tol > 0:
+        raise ValueError("reg_param must be >= 0, max_iter >= 1 and tol > 0")
     train = train.filter(F.col("features").isNotNull() & F.col("label").isNotNull())
     indexer = StringIndexer(
         inputCol="label", outputCol=LABEL_INDEX_COL, stringOrderType="alphabetAsc"
@@ -180,13 +181,16 @@ def fit_recognizer(
             regParam=reg_param,
             elasticNetParam=0.0,
             maxIter=max_iter,
+            tol=tol,
             standardization=classifier != "logistic_regression_full",
         )
-        settings = {"reg_param": reg_param, "max_iter": max_iter}
+        settings = {"reg_param": reg_param, "max_iter": max_iter, "tol": tol}
     else:
         layers = [reduction.k, *map(int, hidden_layers), len(labels)]
-        estimator = MultilayerPerceptronClassifier(layers=layers, maxIter=max_iter, seed=seed)
-        settings = {"layers": layers, "max_iter": max_iter, "seed": seed}
+        estimator = MultilayerPerceptronClassifier(
+            layers=layers, maxIter=max_iter, tol=tol, seed=seed
+        )
+        settings = {"layers": layers, "max_iter": max_iter, "tol": tol, "seed": seed}
     estimator.setFeaturesCol(reduce.PCA_COL).setLabelCol(LABEL_INDEX_COL)
     fitted = estimator.fit(projected)
     projected.unpersist()
