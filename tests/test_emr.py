@@ -280,3 +280,18 @@ def test_no_credentials_in_the_repository():
         text = path.read_text(errors="ignore")
         found += [f"{name}: {p.pattern}" for p in SECRET_PATTERNS if p.search(text)]
     assert found == []
+
+
+def test_recognition_step_featurizes_with_the_runs_weights():
+    """The recognition step makes cluttered pictures through the CNN: with the weights the run
+    was given, and none of the run's other options (which it does not take)."""
+    spec = emr.ClusterSpec(bucket="b")
+    extra = ["--input-size", "96", "--weights", "s3://b/fruits/code/models/w.h5"]
+    run, recognize = (
+        s["HadoopJarStep"]["Args"] for s in emr.pipeline_steps(spec, extra_args=extra)
+    )
+    assert run[-4:] == extra
+    assert recognize[-2:] == ["--weights", "s3://b/fruits/code/models/w.h5"]
+    assert "--input-size" not in recognize
+    plain = emr.pipeline_steps(spec)[1]["HadoopJarStep"]["Args"]
+    assert "--weights" not in plain

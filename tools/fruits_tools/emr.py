@@ -224,8 +224,14 @@ def pipeline_steps(
                 "--input", input_uri, "--output", output_uri, *extra]  # fmt: skip
         name = "fruits: featurize + PCA"
         entry = spec.uri("code", "run_pipeline.py")
+        # recognition featurizes its cluttered pictures with the run's own weights
+        weights = (
+            extra[extra.index("--weights") : extra.index("--weights") + 2]
+            if ("--weights" in extra)
+            else []
+        )
         recognize = ["spark-submit", "--deploy-mode", "cluster", entry,
-                     "recognize", "--output", output_uri]  # fmt: skip
+                     "recognize", "--output", output_uri, *weights]  # fmt: skip
     elif mode == "notebooks":
         books = "/tmp/fruits-notebooks"
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
