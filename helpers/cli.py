@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write Spark event logs here (default: <output>/spark-events when local)",
     )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress line while images are featurized (images, images/s, ETA); "
+        "default: on when stderr is a terminal",
+    )
 
     recognize = sub.add_parser(
         "recognize",
@@ -233,16 +240,13 @@ def _add_feature_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from helpers.observe import logs
+
+    # before anything imports TensorFlow, here or in the processes this one starts
+    logs.quiet_tensorflow()
     args = build_parser().parse_args(argv)
-    # The project's own progress at INFO; other libraries at WARNING: py4j logs the reset of an
-    # idle pooled connection, with its traceback, at INFO on the root logger, harmless (the
-    # call is retried on a new connection) and alarming in a successful run's output.
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("helpers").setLevel(logging.INFO)
+    # The project's own progress at INFO; other libraries' warnings (a run adds a log file)
+    logs.setup_logging()
     try:
         if args.command == "run":
             return _run(args)
@@ -265,7 +269,8 @@ def _run(args: argparse.Namespace) -> int:
     from helpers.chain import inputs
     from helpers.chain.pipeline import RunParams, run
     from helpers.layout import PCA_REPORT, RUN_REPORT, OutputLayout
-    from helpers.spark_session import get_spark
+    from helpers.observe import logs
+    from helpers.spark_session import get_spark, stop_if_owned
 
     params = RunParams(
         input_uri=args.input,
@@ -284,11 +289,18 @@ def _run(args: argparse.Namespace) -> int:
     event_logs = args.event_log_dir
     if event_logs is None:
         event_logs = OutputLayout(args.output).local_event_logs()
-    spark = get_spark(args.master, event_log_dir=event_logs)
+    # everything, libraries' INFO lines and Spark's included, for support
+    log_file = logs.log_file(args.output, "run")
+    logs.setup_logging(log_file)
+    if log_file is not None:
+        logging.getLogger(__name__).info("full log: %s", log_file)
+    # the progress line (--progress) replaces Spark's console bar of task counts
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    spark = get_spark(args.master, conf=conf, event_log_dir=event_logs, log_file=log_file)
     try:
-        result = run(params, spark)
+        result = run(params, spark, progress=args.progress)
     finally:
-        spark.stop()
+        stop_if_owned(spark)
     summary = {
         "files": inputs.reconciliation_line(result.report["files"]),
         "images": result.report["images"]["total"],

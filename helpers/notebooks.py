@@ -37,11 +37,20 @@ def resolve_uris(input_uri: str | None = None, output_uri: str | None = None) ->
 
 def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSession:
     """The kernel's session if it has one (EMR Studio), else a new one logging events under
-    ``<output>/spark-events`` when the output is local (for the monitoring notebook)."""
+    ``<output>/spark-events`` and its log under ``<output>/logs`` when the output is local
+    (for the monitoring notebook, and for support)."""
+    from helpers.observe import logs
+
     event_logs = layout.OutputLayout(output_uri).local_event_logs()
-    # No console progress bar: it would land in the notebook's cell outputs.
+    # No console progress bar: it would land in the notebook's cell outputs (the featurization
+    # shows its own progress line).
     conf = {"spark.ui.showConsoleProgress": "false"}
-    return get_spark(master, app_name=app_name, conf=conf, event_log_dir=event_logs)
+    # the full log of this notebook's session beside the outputs (local outputs)
+    log_file = logs.log_file(output_uri, app_name)
+    logs.setup_logging(log_file, console=False)
+    return get_spark(
+        master, app_name=app_name, conf=conf, event_log_dir=event_logs, log_file=log_file
+    )
 
 
 def ingestion_listing_uri(output_uri: str) -> str:
@@ -86,6 +95,9 @@ def run_notebooks(
     """
     import papermill
 
+    from helpers.observe import logs
+
+    logs.quiet_tensorflow()  # kernels, their Spark JVMs and Python workers inherit it
     _, output = resolve_uris(None, output_uri or parameters.get("OUTPUT_URI"))
     upper = {k.upper(): v for k, v in parameters.items()}
     upper["OUTPUT_URI"] = output

@@ -8,6 +8,7 @@ worker, event logs for the monitoring notebook).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,8 +20,12 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from helpers import defaults
+from helpers.observe import logs
 
 log = logging.getLogger(__name__)
+
+# Before any JVM or Python worker starts: they inherit this process's environment.
+logs.quiet_tensorflow()
 
 
 # Applications started by get_spark (not by a notebook kernel or EMR), which we may stop.
@@ -36,6 +41,9 @@ BASE_CONF: dict[str, str] = {
     # Small files: count each one as ~64 KB when packing files into read partitions, so a
     # partition holds a few hundred images rather than 32 (the 4 MB default).
     "spark.sql.files.openCostInBytes": str(64 * 1024),
+    # Python workers on every executor import TensorFlow: no C++ INFO lines (oneDNN, CPU
+    # features) in the executors' logs; the variable must be set before the import.
+    **{f"spark.executorEnv.{key}": value for key, value in logs.QUIET_ENV.items()},
 }
 
 #: Extra settings when Spark runs on this machine only.
@@ -51,6 +59,7 @@ def get_spark(
     app_name: str = defaults.APP_NAME,
     conf: dict[str, str] | None = None,
     event_log_dir: str | None = None,
+    log_file: str | Path | None = None,
 ) -> SparkSession:
     """Return the active Spark session, or build one.
 
@@ -76,11 +85,23 @@ def get_spark(
     submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
     effective = chosen or ("" if submitted else configured_master() or "")
     settings = dict(BASE_CONF)
+    our_log4j = False
     if not submitted and _runs_on_this_machine(effective):
         settings.update(LOCAL_CONF)
         # Executors started on this machine must use this interpreter (and its packages),
         # not whatever `python3` is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # The driver JVM's logging (a cluster's, like EMR's, stays the cluster's).
+        extra = (conf or {}).get("spark.driver.extraJavaOptions", "")
+        java_options = logs.driver_java_options(Path(log_file) if log_file else None)
+        settings["spark.driver.extraJavaOptions"] = f"{java_options} {extra}".strip()
+        our_log4j = True
+        from helpers.observe import stagemetrics
+
+        jar = stagemetrics.jar_path()
+        if jar is not None:  # sparkMeasure, for the featurization's stage metrics
+            given = (conf or {}).get("spark.jars", "")
+            settings["spark.jars"] = ",".join(j for j in (given, str(jar)) if j)
     if event_log_dir:
         from helpers import storage
 
@@ -93,7 +114,9 @@ def get_spark(
         # (Spark 4 otherwise writes rolling zstd files).
         settings["spark.eventLog.compress"] = "false"
         settings["spark.eventLog.rolling.enabled"] = "false"
-    settings.update(conf or {})
+    # (the caller's Java options were merged into ours above)
+    merged = {"spark.driver.extraJavaOptions", "spark.jars"} & set(settings) if our_log4j else set()
+    settings.update({k: v for k, v in (conf or {}).items() if k not in merged})
 
     builder = SparkSession.builder.appName(app_name)
     if chosen is not None:
@@ -102,7 +125,10 @@ def get_spark(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     _OWNED_APPS.add(spark.sparkContext.applicationId)
-    spark.sparkContext.setLogLevel(os.environ.get("FRUITS_SPARK_LOG_LEVEL", "WARN"))
+    level = os.environ.get("FRUITS_SPARK_LOG_LEVEL")
+    if level or not our_log4j:
+        # our log4j configuration keeps INFO for the log file and WARN for the console
+        spark.sparkContext.setLogLevel(level or "WARN")
     log.info(
         "Started Spark %s (master %s, UI %s)",
         spark.version,
@@ -168,13 +194,46 @@ def _conf_dirs() -> list[Path]:
 
 
 def stop_if_owned(spark: SparkSession) -> bool:
-    """Stop a session :func:`get_spark` built (flushing its event log); leave others running."""
+    """Stop a session :func:`get_spark` built (flushing its event log) and the driver JVM this
+    process started for it; leave others running."""
     app_id = spark.sparkContext.applicationId
     if app_id not in _OWNED_APPS:
         return False
     spark.stop()
     _OWNED_APPS.discard(app_id)
+    _end_driver_jvm()
     return True
+
+
+def _end_driver_jvm(timeout: float = 60.0) -> None:
+    """End the driver JVM this process launched, and wait for it.
+
+    The JVM deletes its temporary folders in shutdown hooks. Left to end when Python exits, it
+    runs them while a notebook kernel's process group is being terminated (jupyter_client
+    signals the whole group when a kernel is slow to exit), so a successful notebook printed
+    ``IOException: Failed to delete`` and left ``/tmp/artifacts-*`` behind. Closing the
+    gateway's stdin makes the JVM exit by itself; we wait for its hooks. A JVM this process did
+    not launch (``spark-submit``, EMR Studio) is left alone. Uses PySpark's gateway handle
+    (the same in Spark 3.5 and 4); without it, nothing changes.
+    """
+    from pyspark import SparkContext
+
+    gateway = getattr(SparkContext, "_gateway", None)
+    proc = getattr(gateway, "proc", None)
+    if proc is None or SparkContext._active_spark_context is not None:
+        return
+    with contextlib.suppress(Exception):  # already closed: the JVM's exit is what matters
+        gateway.shutdown()
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout)
+    except Exception:
+        log.warning("the Spark driver JVM did not exit within %.0f s", timeout)
+        return
+    # the next get_spark in this process launches a new JVM
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def _runs_on_this_machine(master: str) -> bool:

@@ -55,9 +55,9 @@ def _import_tensorflow():
     # sizes"). A process that imported TensorFlow already keeps its kernels; an explicit
     # setting by the user wins.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    import tensorflow as tf
+    from helpers.observe.logs import import_tensorflow
 
-    return tf
+    return import_tensorflow()  # without its start-up INFO lines, in workers and `predict`
 
 
 def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads: int):

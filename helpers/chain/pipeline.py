@@ -32,7 +32,7 @@ from helpers import defaults, layout, storage
 from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
 from helpers.chain.models import FeatureSpec, resolve_weights
 from helpers.layout import OutputLayout
-from helpers.observe import plots
+from helpers.observe import plots, progress, stagemetrics
 from helpers.spark_session import get_spark, inheritable, jobs_named
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,13 @@ def _stage(timings: dict[str, float], name: str, spark: SparkSession, descriptio
     log.info("stage %s: done in %.1f s", name, timings[name])
 
 
-def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
+def run(
+    params: RunParams, spark: SparkSession | None = None, progress: bool | None = None
+) -> RunResult:
     """Run the chain end to end and write every output; return the report.
+
+    ``progress``: a progress line while images are featurized (None: in a terminal or a
+    notebook only; see :func:`helpers.observe.progress.reporter`).
 
     Raises:
         ValueError: a bad parameter (named in the message).
@@ -132,7 +137,7 @@ def run(params: RunParams, spark: SparkSession | None = None) -> RunResult:
         helpers.chain.models.WeightsNotFoundError: no pretrained weights available.
     """
     started = time.perf_counter()
-    extraction = extract_features(params, spark)
+    extraction = extract_features(params, spark, progress=progress)
     reduction, pca_report = reduce_features(
         params.output_uri, params.k, params.variance_threshold, extraction.spark
     )
@@ -149,9 +154,12 @@ class Extraction:
     report: dict
 
 
-def extract_features(params: RunParams, spark: SparkSession | None = None) -> Extraction:
+def extract_features(
+    params: RunParams, spark: SparkSession | None = None, progress: bool | None = None
+) -> Extraction:
     """List, decode and featurize the images; write ``listing/``, ``features/`` (with its
-    manifest) and start the run report."""
+    manifest) and start the run report (stage metrics of the featurization included).
+    ``progress`` as for :func:`run`."""
     params.validate()  # cheap when the caller validated already: the weights are looked up once
     weights_path = params.weights_file()
     spark = spark or get_spark()
@@ -162,8 +170,11 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
 
     spec = params.spec()
     warming = featurize.warm_workers(spark, spec)
+    watch = _Watch(progress)
     try:
-        listed, n_todo = _featurize(params, spec, manifest, weights_path, spark, out, timings)
+        listed, n_todo = _featurize(
+            params, spec, manifest, weights_path, spark, out, timings, watch
+        )
     finally:
         # the warm-up job ends here whether the stage succeeded or not (its failure is logged)
         featurize.settle(warming)
@@ -196,6 +207,7 @@ def extract_features(params: RunParams, spark: SparkSession | None = None) -> Ex
     run_report["images"]["featurized_this_run"] = (
         n_todo if n_todo is not None else run_report["images"]["total"]
     )
+    run_report["stage_metrics"] = {"featurize": watch.metrics, "note": watch.note}
     report.write_report(run_report, out.run_report)
     if sum(c["ok"] for c in counts) == 0:
         n_files = sum(c["images"] for c in counts)
@@ -212,6 +224,7 @@ def _featurize(
     spark: SparkSession,
     out: OutputLayout,
     timings: dict[str, float],
+    watch: _Watch,
 ) -> tuple[ingest.Listed, int | None]:
     """The featurize stage: list once, featurize what is to do, commit ``listing/`` and
     ``features/`` with the manifest. Returns the listing and, for incremental runs, the number
@@ -240,10 +253,34 @@ def _featurize(
         todo_n = f"{n_todo:,}" if n_todo is not None else f"{listed.summary.to_read:,}"
         if params.sample_fraction < 1.0 and n_todo is None:
             todo_n = f"a {params.sample_fraction:.0%} sample of {todo_n}"
-        with jobs_named(spark, f"featurize: {what} on {todo_n} images, write features"):
+        total = n_todo if n_todo is not None else listed.summary.to_read
+        if params.sample_fraction < 1.0 and n_todo is None:
+            total = round(total * params.sample_fraction)  # about: the sample is drawn per row
+        described = f"featurize: {what} on {todo_n} images, write features"
+        with jobs_named(spark, described), watch.watching(spark, total):
             features.write.mode("overwrite").parquet(staging.spark(layout.FEATURES))
         staging.write_manifest(manifest)
     return listed, n_todo
+
+
+class _Watch:
+    """What watches the featurization's write: the progress line and the stage metrics."""
+
+    def __init__(self, progress_wanted: bool | None):
+        self.progress_wanted = progress_wanted
+        self.metrics: dict | None = None
+        self.note = ""
+
+    @contextmanager
+    def watching(self, spark: SparkSession, total: int):
+        show = progress.reporter(self.progress_wanted)
+        with stagemetrics.StageMetricsCollector(spark) as collector:
+            if show is None:
+                yield
+            else:
+                with progress.FeaturizeProgress(spark, total, show):
+                    yield
+        self.metrics, self.note = collector.metrics, collector.note
 
 
 def features_manifest(params: RunParams, weights_path: str | None, spark_version: str) -> dict:
