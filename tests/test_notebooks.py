@@ -115,7 +115,8 @@ def test_papermill_pipeline_on_real_images(fruits_run, spark):
 @pytest.mark.notebooks
 def test_monitoring_matches_the_featurization_run(fruits_run):
     """The event log of notebook 02's application, read as notebook 04 reads it, against
-    what that run did: 960 images in, 960 rows written, one Parquet file per writing task."""
+    what that run did: 960 images in, 960 rows written, one Parquet file per writing task; and
+    notebook 04 showed that application by default."""
     out, _ = fruits_run
     app_id = read_metrics(str(out), "02_feature_extraction")["app_id"]
     metrics = monitoring.load(event_log_dir=str(out / "spark-events"), app_id=app_id)
@@ -138,9 +139,18 @@ def test_monitoring_matches_the_featurization_run(fruits_run):
     assert metrics.tasks["output_records"].sum() == 960
     assert summary["tasks_run"].sum() == len(metrics.tasks)
 
-    # notebook 04 ran on the latest finished application (notebook 03's) without errors
+    # notebook 04 showed, by default, the featurization's application (notebook 02's, not the
+    # later ones of notebooks 03 and 05), its stages named, and the featurizing stage's images/s
     seen = read_metrics(str(out), "04_spark_ui_monitoring")
-    assert seen["app_name"] == "03_pca" and seen["tasks"] > 0
+    assert (seen["app_id"], seen["app_name"]) == (app_id, "02_feature_extraction")
+    assert seen["named_jobs"] == seen["jobs"] == len(metrics.jobs) and seen["tasks"] > 0
+    assert seen["featurize_stage"] == (
+        "featurize: mobilenet_v2 224 tensorflow fp32 on 960 images, write features"
+    )
+    assert seen["images"] == 960
+    assert seen["images_per_s"] == pytest.approx(960 / write["duration_s"], rel=0.01)
+    executed = (out / "notebooks" / "04_spark_ui_monitoring.ipynb").read_text()
+    assert "featurizing stage: featurize: mobilenet_v2 224" in executed
 
 
 LIVE_APP = textwrap.dedent(

@@ -89,10 +89,15 @@ def read_event_log(path: str | Path) -> AppMetrics:
             elif kind in ("SparkListenerStageSubmitted", "SparkListenerStageCompleted"):
                 info = event["Stage Info"]
                 key = (info["Stage ID"], info.get("Stage Attempt ID", 0))
+                props = event.get("Properties") or {}
+                earlier = stages.get(key, {})
                 stages[key] = {
                     "stage_id": key[0],
                     "attempt": key[1],
                     "name": info.get("Stage Name", ""),
+                    "details": info.get("Details", ""),
+                    "description": props.get("spark.job.description")
+                    or earlier.get("description"),
                     "num_tasks": info.get("Number of Tasks"),
                     "submitted_ms": info.get("Submission Time"),
                     "completed_ms": info.get("Completion Time"),
@@ -200,6 +205,8 @@ def read_rest_api(ui_url: str, app_id: str | None = None, max_tasks: int = 100_0
                 "stage_id": s["stageId"],
                 "attempt": s.get("attemptId", 0),
                 "name": s.get("name", ""),
+                "details": s.get("details", ""),
+                "description": s.get("description"),
                 "num_tasks": s.get("numTasks"),
                 "submitted_ms": _rest_time(s.get("submissionTime")),
                 "completed_ms": _rest_time(s.get("completionTime")),
@@ -268,6 +275,8 @@ def _assemble(app_id, app_name, jobs, stages, tasks, executors) -> AppMetrics:
             "stage_id",
             "attempt",
             "name",
+            "details",
+            "description",
             "num_tasks",
             "submitted_ms",
             "completed_ms",
@@ -277,6 +286,12 @@ def _assemble(app_id, app_name, jobs, stages, tasks, executors) -> AppMetrics:
     stage_df["duration_s"] = (stage_df["completed_ms"] - stage_df["submitted_ms"]) / 1000
     stage_of_job = {s: j["job_id"] for j in jobs for s in j.get("stage_ids", [])}
     stage_df["job_id"] = stage_df["stage_id"].map(stage_of_job)
+    # what the stage did: its job's description (set by helpers.spark_session.jobs_named)
+    job_text = {j["job_id"]: j.get("description") or "" for j in jobs}
+    stage_df["description"] = stage_df["description"].fillna(stage_df["job_id"].map(job_text))
+    stage_df["description"] = stage_df["description"].fillna("")
+    # Spark's call site: the first frame of the stage's details
+    stage_df["call_site"] = stage_df["details"].fillna("").str.split("\n").str[0]
     stage_df = stage_df.merge(_stage_totals(task_df), on=["stage_id", "attempt"], how="left")
     stage_df["tasks_run"] = stage_df["tasks_run"].fillna(0).astype(int)  # skipped stages
     exec_df = pd.DataFrame(list(executors.values()), columns=["executor_id", "host", "cores"])
@@ -300,7 +315,9 @@ def _stage_totals(tasks: pd.DataFrame) -> pd.DataFrame:
     totals = grouped[_SUMS].sum()
     totals["tasks_run"] = grouped.size()
     totals["task_time_s"] = grouped["duration_s"].sum()
+    totals["task_min_s"] = grouped["duration_s"].min()
     totals["task_median_s"] = grouped["duration_s"].median()
+    totals["task_p90_s"] = grouped["duration_s"].quantile(0.9)
     totals["task_max_s"] = grouped["duration_s"].max()
     # max / median task time: 1 is perfectly even; large values mean a straggler
     totals["skew"] = totals["task_max_s"] / totals["task_median_s"].where(
@@ -322,24 +339,109 @@ def _executor_totals(tasks: pd.DataFrame) -> pd.DataFrame:
     return totals.reset_index()
 
 
+FEATURIZE = "featurize:"
+
+
 def stage_summary(metrics: AppMetrics) -> pd.DataFrame:
-    """One row per stage with the figures a person checks first."""
-    cols = ["job_id", "stage_id", "attempt", "name", "status", "tasks_run", "duration_s",
-            "task_median_s", "task_max_s", "skew", "input_records", "input_bytes",
+    """One row per stage with the figures a person checks first: what it did (its job's
+    description, Spark's stage name and call site), tasks, duration, the spread of task times
+    (min, median, 90th percentile, max; skew = max / median), records, bytes, GC, and
+    ``images_per_s`` for the stages that featurized images (rows written per second)."""
+    cols = ["job_id", "stage_id", "attempt", "description", "name", "call_site", "status",
+            "tasks_run", "duration_s", "images_per_s", "task_min_s", "task_median_s",
+            "task_p90_s", "task_max_s", "skew", "input_records", "input_bytes",
             "output_records", "output_bytes", "shuffle_read_bytes", "shuffle_write_bytes",
             "gc_time_s"]  # fmt: skip
-    return metrics.stages[cols].copy()
+    stages = metrics.stages.copy()
+    featurized = stages["description"].str.startswith(FEATURIZE) & (stages["output_records"] > 0)
+    stages["images_per_s"] = (stages["output_records"] / stages["duration_s"]).where(featurized)
+    return stages[cols]
+
+
+def featurization(metrics: AppMetrics) -> dict | None:
+    """The stage that featurized and wrote the images: its id, description, images, seconds
+    and images/s (None when the application featurized nothing)."""
+    summary = stage_summary(metrics)
+    rows = summary.dropna(subset=["images_per_s"])
+    if rows.empty:
+        return None
+    row = rows.sort_values("output_records").iloc[-1]
+    return {
+        "stage_id": int(row["stage_id"]),
+        "description": row["description"],
+        "spark_name": row["name"],
+        "images": int(row["output_records"]),
+        "tasks": int(row["tasks_run"]),
+        "seconds": round(float(row["duration_s"]), 3),
+        "images_per_s": round(float(row["images_per_s"]), 2),
+        "skew": round(float(row["skew"]), 2) if pd.notna(row["skew"]) else None,
+    }
+
+
+def executor_timeline(metrics: AppMetrics, step_s: float | None = None) -> pd.DataFrame:
+    """Task slots in use over time, per executor: one row per (time, executor) with
+    ``running`` tasks, times in seconds since the first task started. ``step_s`` defaults to
+    about 200 steps over the application.
+
+    A task counts from its launch for its executor run time: its finish time is stamped when
+    the driver has its result, after the next task may have taken the slot.
+    """
+    tasks = metrics.tasks.dropna(subset=["launch_ms", "run_time_s"]).copy()
+    if tasks.empty:
+        return pd.DataFrame(columns=["time_s", "executor_id", "running"])
+    tasks["end_ms"] = tasks["launch_ms"] + tasks["run_time_s"] * 1000
+    t0, t1 = tasks["launch_ms"].min(), tasks["end_ms"].max()
+    step_ms = (step_s * 1000) if step_s else max((t1 - t0) / 200, 1.0)
+    grid = np.arange(t0, t1 + step_ms, step_ms)
+    rows = []
+    for executor, group in tasks.groupby("executor_id"):
+        starts = np.sort(group["launch_ms"].to_numpy())
+        ends = np.sort(group["end_ms"].to_numpy())
+        running = np.searchsorted(starts, grid, side="right") - np.searchsorted(
+            ends, grid, side="right"
+        )
+        rows.append(
+            pd.DataFrame(
+                {"time_s": (grid - t0) / 1000, "executor_id": str(executor), "running": running}
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def featurization_log(event_log_dir: str) -> Path:
+    """The latest finished event log of an application that featurized images (notebook 02's,
+    or a ``helpers run``): one with a job described ``featurize: ...``."""
+    marker = f'"spark.job.description":"{FEATURIZE}'
+    for path in reversed(list_event_logs(event_log_dir)):
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            if any(marker in line and "SparkListenerJobStart" in line for line in lines):
+                return path
+    raise FileNotFoundError(f"no finished application that featurized images in {event_log_dir}")
+
+
+def _featurization_app(base: str, apps: list[dict], look_at: int = 20) -> dict | None:
+    """Of the applications a REST server lists (newest first), the first that featurized."""
+    for app in apps[:look_at]:
+        jobs = _get_json(f"{base}/{app['id']}/jobs")
+        if any((j.get("description") or "").startswith(FEATURIZE) for j in jobs):
+            return app
+    return None
 
 
 def load(
-    event_log_dir: str | None = None, app_id: str | None = None, ui_url: str | None = None
+    event_log_dir: str | None = None,
+    app_id: str | None = None,
+    ui_url: str | None = None,
+    featurization_first: bool = True,
 ) -> AppMetrics:
     """Read an application from a REST endpoint or an event log folder.
 
     Args:
         event_log_dir: local folder of event logs (used when ``ui_url`` is None).
-        app_id: the application; None picks the latest finished log, or the REST server's first.
+        app_id: the application; None picks the latest one that featurized images (or, with
+            ``featurization_first=False``, the latest finished log / the REST server's first).
         ui_url: a Spark UI / History Server URL, or ``"active"`` for this process's session.
+        featurization_first: see ``app_id``.
     """
     if ui_url:
         if ui_url == "active":
@@ -350,9 +452,15 @@ def load(
                 raise ValueError("SPARK_UI_URL='active' needs a running Spark session with its UI")
             ui_url = spark.sparkContext.uiWebUrl
             app_id = app_id or spark.sparkContext.applicationId
+        if app_id is None and featurization_first:
+            base = ui_url.rstrip("/") + "/api/v1/applications"
+            app = _featurization_app(base, _get_json(base))
+            app_id = app["id"] if app else None
         return read_rest_api(ui_url, app_id)
     if not event_log_dir:
         raise ValueError("give an event log folder or a Spark UI URL")
+    if app_id is None and featurization_first:
+        return read_event_log(featurization_log(event_log_dir))
     logs = list_event_logs(event_log_dir)
     if app_id:
         logs = [p for p in logs if app_id in p.name]

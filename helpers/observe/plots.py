@@ -116,27 +116,29 @@ def pca_scatter(points, label_col: str = "label", max_legend: int = 30):
     return _finished(fig)
 
 
-def stage_timeline(stages):
-    """Gantt chart: one bar per stage from submission to completion, coloured by job."""
+def stage_timeline(stages, width: int = 60):
+    """Gantt chart: one bar per stage from submission to completion, coloured by what its job
+    did (featurize, inventory, reduce, PCA...), labelled with the stage id and its job's
+    description (Spark's stage name when there is none)."""
     done = stages.dropna(subset=["submitted_ms", "completed_ms"]).sort_values("submitted_ms")
     t0 = done["submitted_ms"].min() if len(done) else 0
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.3 * len(done) + 1)))
-    cmap = plt.get_cmap("tab10")
-    for y, row in enumerate(done.itertuples()):
+    fig, ax = plt.subplots(figsize=(11, max(2.5, 0.3 * len(done) + 1)))
+    described = done["description"] if "description" in done else done["name"]
+    kinds = described.fillna("").str.split(":").str[0].where(described.fillna("") != "", "other")
+    colours = {kind: palette(max(kinds.nunique(), 1))[i] for i, kind in enumerate(kinds.unique())}
+    for y, (row, kind, text) in enumerate(zip(done.itertuples(), kinds, described)):
         start = (row.submitted_ms - t0) / 1000
-        job = -1 if np.isnan(row.job_id) else int(row.job_id)
-        ax.barh(y, row.duration_s, left=start, color=cmap(job % 10))
-        ax.text(
-            start + row.duration_s,
-            y,
-            f"  stage {row.stage_id} (job {job})",
-            va="center",
-            fontsize=7,
-        )
+        label = text or row.name
+        label = label if len(label) <= width else label[: width - 1] + "…"
+        ax.barh(y, row.duration_s, left=start, color=colours[kind])
+        ax.text(start + row.duration_s, y, f"  {row.stage_id}: {label}", va="center", fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    if handles:
+        ax.legend(handles, list(colours), fontsize=7, loc="upper right")
     ax.set_yticks([])
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first stage started")
-    ax.set_title("Stage timeline")
+    ax.set_title("Stage timeline (stage id: what its job did)")
     return _finished(fig)
 
 
@@ -162,6 +164,24 @@ def executor_usage(executors):
     ax.set_ylabel("seconds")
     ax.legend()
     ax.set_title("Executor usage")
+    return _finished(fig)
+
+
+def executor_timeline(timeline, slots: int | None = None):
+    """Running tasks over time, one line per executor (from
+    :func:`helpers.observe.monitoring.executor_timeline`); ``slots``: the task slots there are,
+    drawn as a dashed line, so idle time shows as the gap below it."""
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for executor, rows in timeline.groupby("executor_id"):
+        ax.step(rows["time_s"], rows["running"], where="post", label=f"executor {executor}")
+    if slots:
+        ax.axhline(slots, color="grey", ls="--", lw=1, label=f"{slots} task slots")
+    ax.set_xlabel("seconds since the first task started")
+    ax.set_ylabel("running tasks")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7)
+    ax.set_title("Executor use over time")
     return _finished(fig)
 
 
