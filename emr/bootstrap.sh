@@ -43,6 +43,7 @@ PINNED=(
   "pillow==11.3.0"
   "matplotlib==3.9.4"
   "scikit-learn==1.7.2"
+  "sparkmeasure==0.24.0"
   "boto3>=1.34"
   "pyyaml>=6.0"
 )

@@ -3,18 +3,19 @@
 # ${FRUITS_JARS_DIR:-~/.cache/fruits/jars}; Maven's own cache is ~/.m2):
 #   s3a/   hadoop-aws + AWS SDK bundle: Spark's S3A connector for the local pyspark (about 0.5 GB)
 #   yarn/  Hadoop's CLI MiniCluster with its dependencies: a YARN ResourceManager + NodeManager
-# Usage: fetch_jars.sh [s3a] [yarn]    (both when no argument); prints each folder.
+#   sparkmeasure/  sparkMeasure for Spark 3.5 (Scala 2.12): stage metrics of the featurization
+# Usage: fetch_jars.sh [s3a] [yarn] [sparkmeasure]    (all when no argument); prints each folder.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 JARS="${FRUITS_JARS_DIR:-$HOME/.cache/fruits/jars}"
 sets=("$@")
-[[ ${#sets[@]} -eq 0 ]] && sets=(s3a yarn)
+[[ ${#sets[@]} -eq 0 ]] && sets=(s3a yarn sparkmeasure)
 for set in "${sets[@]}"; do
   case "$set" in
-    # exactly the two jars: Spark already bundles the Hadoop client they need
-    s3a) extra=(-DexcludeTransitive=true) ;;
+    # exactly the named jars: Spark already bundles the Hadoop client and Jackson they need
+    s3a|sparkmeasure) extra=(-DexcludeTransitive=true) ;;
     yarn) extra=() ;;
-    *) echo "fetch_jars: unknown set: $set (s3a or yarn)" >&2; exit 2 ;;
+    *) echo "fetch_jars: unknown set: $set (s3a, yarn or sparkmeasure)" >&2; exit 2 ;;
   esac
   target="$JARS/$set"
   # a finished fetch leaves .complete, keyed by the pom that made it
