@@ -156,3 +156,15 @@ def test_job_names_keep_a_notebook_servers_group_and_reach_worker_threads(spark)
     with jobs_named(spark, "reduce: x", group="reduce"):
         assert sc.getLocalProperty("spark.jobGroup.id") == "reduce"
     assert sc.getLocalProperty("spark.jobGroup.id") is None
+
+
+def test_components_of_rounding_noise_are_dropped(spark):
+    """Fewer rows than features: past the rank, components explain only rounding noise;
+    ``min_ratio`` leaves them out even when every component is asked for."""
+    rng = np.random.default_rng(0)
+    rows = [(f"r{i}", [float(x) for x in rng.normal(size=40)]) for i in range(12)]
+    df = spark.createDataFrame(rows, SCHEMA)
+    everything = fit_reduction(df, k=40)
+    assert everything.k == 40 and everything.explained_variance_ratio[11:].sum() < 1e-9
+    varying = fit_reduction(df, variance_threshold=1.0, min_ratio=1e-6)
+    assert varying.k == 11  # 12 centred rows span 11 dimensions

@@ -277,6 +277,7 @@ def fit_reduction(
     features_col: str = "features",
     k: int | None = None,
     variance_threshold: float = defaults.VARIANCE_THRESHOLD,
+    min_ratio: float = 0.0,
 ) -> Reduction:
     """Fit standardization (mean, corrected std) + PCA on the non-null rows of ``features_col``.
 
@@ -289,6 +290,8 @@ def fit_reduction(
         df: rows with an array<float> features column (null rows are ignored).
         k: number of components; None chooses the smallest k reaching ``variance_threshold``.
         variance_threshold: share of variance to keep when ``k`` is None.
+        min_ratio: also drop the components explaining less than this share (with fewer rows
+            than features, the last components carry only rounding noise).
     """
     validate_k(k)
     if k is None:
@@ -309,6 +312,7 @@ def fit_reduction(
         )
     ratios = eigenvalues / eigenvalues.sum()
     chosen = int(k) if k is not None else choose_k(ratios, variance_threshold)
+    chosen = max(1, min(chosen, int((ratios >= min_ratio).sum())))
     log.info("PCA on %d rows: k=%d explains %.4f", moments.n, chosen, ratios[:chosen].sum())
     projection = Projection.of(eigenvectors[:, order[:chosen]], ratios, mean, std)
     model = PipelineModel(stages=[projection])

@@ -145,8 +145,8 @@ def fit_recognizer(
         classifier: one of :data:`helpers.defaults.HEADS`: ``"logistic_regression"``
             (multinomial, L2 ``reg_param``) or ``"mlp"`` (sigmoid hidden ``hidden_layers``,
             softmax output) on the PCA components, or ``"logistic_regression_full"`` on every
-            component (a rotation of the standardized features: the full features, in a form
-            the saved pipeline and ``predict`` already apply).
+            component that varies (a rotation of the standardized features: the full features,
+            in a form the saved pipeline and ``predict`` already apply).
         k, variance_threshold: PCA size, as in :func:`helpers.chain.reduce.fit_reduction`.
         model_name: the backbone that produced the features, recorded for prediction.
     """
@@ -162,8 +162,11 @@ def fit_recognizer(
     if len(labels) < 2:
         raise ValueError(f"need at least two labels to train a classifier, got {labels}")
     if classifier == "logistic_regression_full":
-        k = len(train.select("features").first()["features"])
-    reduction = reduce.fit_reduction(train, k=k, variance_threshold=variance_threshold)
+        # every component that varies: a rotation of the standardized features (those
+        # explaining < 1e-6 are rounding noise, and would be blown up by the optimizer)
+        reduction = reduce.fit_reduction(train, variance_threshold=1.0, min_ratio=1e-6)
+    else:
+        reduction = reduce.fit_reduction(train, k=k, variance_threshold=variance_threshold)
     # cached: the optimizers pass over the rows once per iteration, and the projection is a
     # Python UDF that would otherwise run again each time
     projected = reduction.model.transform(reduce.as_vectors(indexer.transform(train))).select(
