@@ -19,8 +19,10 @@ from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar.
-SPARKMEASURE_VERSION = "0.28"
+#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar
+#: (emr/rehearsal/pom-sparkmeasure.xml): the newest built for Scala 2.12 that Maven Central
+#: serves this project. Spark 4's Scala 2.13 has no served build: there the REST API sums.
+SPARKMEASURE_VERSION = "0.24"
 ENV_JAR = "FRUITS_SPARKMEASURE_JAR"
 _CLASS = "ch.cern.sparkmeasure.StageMetrics"
 
@@ -71,9 +73,8 @@ def jar_path() -> Path | None:
         path = Path(os.environ[ENV_JAR]).expanduser()
         return path if path.is_file() else None
     folder = Path(os.environ.get("FRUITS_JARS_DIR", "~/.cache/fruits/jars")).expanduser()
-    name = f"spark-measure_{scala_binary_version()}-{SPARKMEASURE_VERSION}.jar"
-    found = folder / "sparkmeasure" / name
-    return found if found.is_file() else None
+    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala_binary_version()}-*.jar"))
+    return found[-1] if found else None
 
 
 def jar_loaded(spark: SparkSession) -> bool:
