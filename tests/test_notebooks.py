@@ -286,7 +286,7 @@ def test_augmented_recognizer_on_cluttered_photos(fruits_run, spark, mobilenet_w
 
     # pictures without fruit, remade: under the threshold at the reported rate
     settings = recognizer.metadata["settings"]
-    spec = augment.AugmentSpec(augment.HELD_OUT_FAMILIES, seed=settings["augmentation"]["seed"] + 1)
+    spec = augment.evaluation_spec(settings["augmentation"]["seed"])
     size = recognizer.backbone.input_size
     empty = [(f"nothing {i}", showcase._png(spec.render(None, None, i, size)))
              for i in range(unknowns["pictures"])]  # fmt: skip

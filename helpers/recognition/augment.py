@@ -111,6 +111,17 @@ class AugmentSpec:
         return random_crop(self._photo_cache[name], rng, size)
 
 
+def training_spec(seed: int, photos: tuple[str, ...] = ()) -> AugmentSpec:
+    """How training copies are made: the training families (and ``photos``)."""
+    return AugmentSpec(TRAIN_FAMILIES, tuple(photos), scale=TRAIN_SCALE, seed=int(seed))
+
+
+def evaluation_spec(seed: int, photos: tuple[str, ...] = ()) -> AugmentSpec:
+    """How the cluttered evaluation's pictures are made: the held-out families (and
+    ``photos``), a seed of their own; the same for a Spark job and for anyone remaking them."""
+    return AugmentSpec(HELD_OUT_FAMILIES, tuple(photos), scale=TEST_SCALE, seed=int(seed) + 1)
+
+
 def _load_photo(data: bytes) -> Image.Image:
     with images._readable_reasons():
         img = Image.open(io.BytesIO(data))

@@ -92,14 +92,9 @@ class ClutterParams:
         shared = augment.overlapping(train_bg, test_bg)
         if shared:
             raise ValueError(f"{len(shared)} background photos are in both folders")
-        train = augment.AugmentSpec(
-            augment.TRAIN_FAMILIES, train_bg, scale=augment.TRAIN_SCALE, seed=self.seed
+        return augment.training_spec(self.seed, train_bg), augment.evaluation_spec(
+            self.seed, test_bg
         )
-        # showcase.cluttered_examples remakes evaluation pictures with this same spec
-        test = augment.AugmentSpec(
-            augment.HELD_OUT_FAMILIES, test_bg, scale=augment.TEST_SCALE, seed=self.seed + 1
-        )
-        return train, test
 
 
 def plan(

@@ -21,7 +21,7 @@ def answer_photo(recognizer: PhotoRecognizer, photo: str | bytes, name: str = "p
     shows the photo and its top labels (none when the photo cannot be read)."""
     if isinstance(photo, (bytes, bytearray)):
         prediction = recognizer.predict_bytes([(name, bytes(photo))])[0]
-        data: bytes | None = bytes(photo)
+        data: bytes | None = None if prediction.error else bytes(photo)
     else:
         prediction = recognizer.predict([photo])[0]
         data = None if prediction.error else storage.read_bytes(photo)
@@ -38,12 +38,8 @@ def cluttered_examples(
     ``recognition_report.json``), remade exactly as the evaluation made them (copy 0) and
     answered by ``recognizer``."""
     settings = recognizer.metadata["settings"]["augmentation"]
-    folder = settings.get("held_out_backgrounds")
-    spec = augment.AugmentSpec(
-        tuple(settings["held_out_families"]),
-        augment.list_backgrounds(folder) if folder else (),
-        scale=tuple(settings["test_scale"]),
-        seed=int(settings["seed"]) + 1,
+    spec = augment.evaluation_spec(
+        settings["seed"], augment.list_backgrounds(settings.get("held_out_backgrounds"))
     )
     size = recognizer.backbone.input_size
     pictures = [spec.render(storage.read_bytes(e["path"]), e["path"], 0, size) for e in examples]
