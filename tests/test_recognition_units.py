@@ -154,6 +154,7 @@ def test_cluster_panels_have_their_own_colours_and_a_legend_naming_each_cluster(
         ({"variance_threshold": 0.0}, "variance_threshold must be in (0, 1]"),
         ({"augment_copies": -1}, "copies must be >= 0"),
         ({"cluttered_test_copies": 0}, "test_copies must be >= 1"),
+        ({"unknown_photos": 0}, "unknown_photos must be >= 1"),
         ({"validation_fraction": 0.0}, "validation_fraction must be in (0, 1)"),
         ({"backgrounds": "b", "held_out_backgrounds": "b"}, "must be different folders"),
     ],

@@ -32,6 +32,9 @@ TRAIN, TEST = "train", "test"
 UNKNOWN_VALIDATION, UNKNOWN_TEST = "unknown_validation", "unknown_test"
 ROLES = (TRAIN, TEST, UNKNOWN_VALIDATION, UNKNOWN_TEST)
 
+#: Fewest pictures without fruit made for the threshold and for its test (when asked for any).
+MIN_UNKNOWN = 20
+
 ROW_SCHEMA = T.StructType(
     [
         T.StructField("path", T.StringType(), True),
@@ -49,7 +52,8 @@ class ClutterParams:
     Attributes:
         copies: cluttered copies of each training photo added to training (0: none).
         test_copies: cluttered copies of each test photo in the evaluation.
-        unknown_photos: pictures with no fruit, for validation and again for the test.
+        unknown_photos: pictures with no fruit, for validation and again for the test (at
+            most; no more than the test photos, and at least :data:`MIN_UNKNOWN`).
         backgrounds: a folder (local or s3://) of background photos for training, besides
             the procedural ones.
         held_out_backgrounds: a folder of background photos for the evaluation only.
@@ -64,11 +68,12 @@ class ClutterParams:
     seed: int = defaults.SEED
 
     def validate(self) -> ClutterParams:
-        for name in ("copies", "test_copies", "unknown_photos"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.copies) < 0:
+            raise ValueError(f"copies must be >= 0, got {self.copies}")
         if int(self.test_copies) < 1:
             raise ValueError("test_copies must be >= 1: the cluttered evaluation needs copies")
+        if int(self.unknown_photos) < 1:
+            raise ValueError("unknown_photos must be >= 1: the 'not sure' threshold needs them")
         if self.backgrounds and self.backgrounds == self.held_out_backgrounds:
             raise ValueError("backgrounds and held_out_backgrounds must be different folders")
         return self
@@ -111,7 +116,9 @@ def plan(
         copies = _numbers(1)
     trained = train_rows.select("path", "label", copies.alias("copy"))
     held = test.select("path", "label", _numbers(params.test_copies).alias("copy"))
-    n = int(params.unknown_photos)
+    # as many pictures without fruit as test photos (a small dataset's threshold needs no
+    # more), at least MIN_UNKNOWN, at most unknown_photos
+    n = min(int(params.unknown_photos), max(MIN_UNKNOWN, test.count()))
 
     def nothing(role: str) -> DataFrame:
         rows = [(None, None, i, role) for i in range(n)]
