@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +21,15 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from helpers import defaults
-from helpers.observe import logs
 
 log = logging.getLogger(__name__)
 
+#: TensorFlow's C++ INFO lines off in every process that imports it (the driver, Spark's Python
+#: workers); the same as helpers.observe.logs.QUIET_ENV, which this core module may not import.
+TF_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 # Before any JVM or Python worker starts: they inherit this process's environment.
-logs.quiet_tensorflow()
+for _key, _value in TF_QUIET_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 # Applications started by get_spark (not by a notebook kernel or EMR), which we may stop.
@@ -43,7 +47,7 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.files.openCostInBytes": str(64 * 1024),
     # Python workers on every executor import TensorFlow: no C++ INFO lines (oneDNN, CPU
     # features) in the executors' logs; the variable must be set before the import.
-    **{f"spark.executorEnv.{key}": value for key, value in logs.QUIET_ENV.items()},
+    **{f"spark.executorEnv.{key}": value for key, value in TF_QUIET_ENV.items()},
 }
 
 #: Extra settings when Spark runs on this machine only.
@@ -93,12 +97,10 @@ def get_spark(
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         # The driver JVM's logging (a cluster's, like EMR's, stays the cluster's).
         extra = (conf or {}).get("spark.driver.extraJavaOptions", "")
-        java_options = logs.driver_java_options(Path(log_file) if log_file else None)
+        java_options = driver_java_options(Path(log_file) if log_file else None)
         settings["spark.driver.extraJavaOptions"] = f"{java_options} {extra}".strip()
         our_log4j = True
-        from helpers.observe import stagemetrics
-
-        jar = stagemetrics.jar_path()
+        jar = sparkmeasure_jar()
         if jar is not None:  # sparkMeasure, for the featurization's stage metrics
             given = (conf or {}).get("spark.jars", "")
             settings["spark.jars"] = ",".join(j for j in (given, str(jar)) if j)
@@ -136,6 +138,97 @@ def get_spark(
         spark.sparkContext.uiWebUrl,
     )
     return spark
+
+
+#: Spark warnings that say nothing wrong about a run on this machine, filtered at the console
+#: by their message (the log file keeps them).
+HARMLESS_SPARK_WARNINGS = {
+    # the host name resolves to 127.0.0.1 (containers, laptops): Spark picks the right address
+    "loopback": r".*resolves to a loopback address.*",
+    "local-ip": r"Set SPARK_LOCAL_IP if you need to bind to another address",
+    # another Spark application (a notebook kernel, a test) holds port 4040: the UI takes 4041
+    "ui-port": r"Service '\w+' could not bind on port \d+\. Attempting port \d+\.",
+    # Spark ML's model writer ships the PCA matrix inside a task; it is a few MB at most
+    "task-size": r"Stage \d+ contains a task of very large size.*",
+}
+
+
+def log4j2_xml(spark_log: Path | None) -> str:
+    """log4j2 configuration of the driver JVM: console at WARN minus the harmless warnings,
+    ``spark_log`` (if given) at INFO."""
+    from xml.sax.saxutils import quoteattr
+
+    pattern = quoteattr("%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex")
+    harmless = "".join(
+        f'<RegexFilter regex={quoteattr(regex)} onMatch="DENY" onMismatch="NEUTRAL"/>'
+        for regex in HARMLESS_SPARK_WARNINGS.values()
+    )
+    file_appender = (
+        f'<File name="file" fileName={quoteattr(str(spark_log))}>'
+        f"<PatternLayout pattern={pattern}/></File>"
+        if spark_log is not None
+        else ""
+    )
+    file_ref = '<AppenderRef ref="file"/>' if spark_log is not None else ""
+    # Quieter than INFO in the file too: these log every block, file and generated class.
+    quieter = {"org.apache.hadoop.util.NativeCodeLoader": "error", "org.sparkproject.jetty": "warn",
+               "org.apache.parquet": "warn", "org.apache.hadoop": "warn",
+               "org.apache.spark.sql.catalyst.expressions.codegen": "warn",
+               "org.apache.spark.storage.BlockManagerInfo": "warn"}  # fmt: skip
+    # PySpark's driver counts as a shell: given its logger at the root's level, Spark keeps our
+    # console filters instead of adding its own and printing "Setting default log level".
+    quieter["org.apache.spark.api.python.PythonGatewayServer"] = "info"
+    loggers = "".join(f'<Logger name="{name}" level="{level}"/>' for name, level in quieter.items())
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Configuration status="error"><Appenders>'
+        f'<Console name="console" target="SYSTEM_ERR"><PatternLayout pattern={pattern}/>'
+        f'<Filters><ThresholdFilter level="warn" onMatch="NEUTRAL" onMismatch="DENY"/>{harmless}'
+        f"</Filters></Console>{file_appender}</Appenders><Loggers>{loggers}"
+        f'<Root level="info"><AppenderRef ref="console"/>{file_ref}</Root>'
+        "</Loggers></Configuration>\n"
+    )
+
+
+def driver_java_options(spark_log: Path | None) -> str:
+    """``spark.driver.extraJavaOptions`` that load :func:`log4j2_xml` (written once per
+    content to the temporary folder)."""
+    import hashlib
+
+    text = log4j2_xml(spark_log)
+    folder = Path(tempfile.gettempdir()) / "fruits-log4j2"
+    folder.mkdir(exist_ok=True)
+    config = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.xml"
+    if not config.exists():
+        config.write_text(text, encoding="utf-8")
+    return f"-Dlog4j2.configurationFile={config.as_uri()}"
+
+
+#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar
+#: (emr/rehearsal/pom-sparkmeasure.xml): the newest built for Scala 2.12 that Maven Central
+#: serves this project. Spark 4's Scala 2.13 has no served build (helpers.observe.stagemetrics).
+SPARKMEASURE_VERSION = "0.24"
+ENV_SPARKMEASURE_JAR = "FRUITS_SPARKMEASURE_JAR"
+
+
+def scala_binary_version() -> str:
+    """``2.13`` (Spark 4) or ``2.12`` (Spark 3.5 as EMR 7 ships it), from pyspark's jars."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    for jar in jars.glob("scala-library-*.jar"):
+        return ".".join(jar.name.removeprefix("scala-library-").split(".")[:2])
+    return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
+
+
+def sparkmeasure_jar() -> Path | None:
+    """sparkMeasure's jar for this Spark's Scala version: ``$FRUITS_SPARKMEASURE_JAR``, else the
+    one cached under ``~/.cache/fruits/jars/sparkmeasure`` (``make jars``); None when neither."""
+    if os.environ.get(ENV_SPARKMEASURE_JAR):
+        path = Path(os.environ[ENV_SPARKMEASURE_JAR]).expanduser()
+        return path if path.is_file() else None
+    folder = Path(os.environ.get("FRUITS_JARS_DIR", "~/.cache/fruits/jars")).expanduser()
+    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala_binary_version()}-*.jar"))
+    return found[-1] if found else None
 
 
 def resolve_master(master: str | None = None) -> str | None:

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from helpers import spark_session
 from helpers.observe import stagemetrics
 from tests.conftest import ROOT
 
@@ -48,7 +49,7 @@ def test_sparkmeasure_measures_the_featurization_on_emrs_spark(tmp_path):
     report = json.loads((out / "run_report.json").read_text())
     assert report["spark_version"] == "3.5.6"
     measured = report["stage_metrics"]["featurize"]
-    assert measured["source"] == f"sparkMeasure {stagemetrics.SPARKMEASURE_VERSION}", measured
+    assert measured["source"] == f"sparkMeasure {spark_session.SPARKMEASURE_VERSION}", measured
     assert measured["records_written"] == 12 and measured["stages"] >= 1
     assert measured["executor_run_time_ms"] > 0 and measured["executor_cpu_time_ms"] > 0
     assert measured["bytes_written"] > 0 and measured["jvm_gc_time_ms"] >= 0
@@ -72,6 +73,6 @@ def test_the_jar_matches_pysparks_scala_version():
     import pyspark
 
     major = int(pyspark.__version__.split(".")[0])
-    assert stagemetrics.scala_binary_version() == ("2.13" if major >= 4 else "2.12")
-    found = stagemetrics.jar_path()
+    assert spark_session.scala_binary_version() == ("2.13" if major >= 4 else "2.12")
+    found = spark_session.sparkmeasure_jar()
     assert found is None or found.name.startswith("spark-measure_2.13-")

@@ -6,9 +6,9 @@ nothing else; everything, libraries' INFO lines included, goes to a log file bes
 
 - Python: the console gets the project's INFO lines and other libraries' warnings; the file
   gets every library's INFO lines too.
-- Spark (log4j2, the driver JVM of sessions built on this machine): the console gets WARN and
-  above, minus warnings known to be harmless here (filtered by message, below); the file gets
-  INFO and above.
+- Spark (log4j2, the driver JVM of sessions built on this machine,
+  :func:`helpers.spark_session.driver_java_options`): the console gets WARN and above, minus
+  warnings known to be harmless here (filtered by message); the file gets INFO and above.
 - TensorFlow: its C++ INFO lines (oneDNN, CPU features) are off in every process that imports
   it, Spark's Python workers included (:data:`QUIET_ENV`, set before the import).
 """
@@ -29,21 +29,9 @@ from helpers import storage
 
 #: Environment every process that may import TensorFlow needs *before* the import: absl prints
 #: the oneDNN and CPU-feature lines while TensorFlow loads, so setting it later is too late.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # helpers.spark_session.TF_QUIET_ENV too
 
 LOGS = "logs"
-
-#: Spark warnings that say nothing wrong about a run on this machine, filtered at the console
-#: by their message (the log file keeps them).
-HARMLESS_SPARK_WARNINGS = {
-    # the host name resolves to 127.0.0.1 (containers, laptops): Spark picks the right address
-    "loopback": r".*resolves to a loopback address.*",
-    "local-ip": r"Set SPARK_LOCAL_IP if you need to bind to another address",
-    # another Spark application (a notebook kernel, a test) holds port 4040: the UI takes 4041
-    "ui-port": r"Service '\w+' could not bind on port \d+\. Attempting port \d+\.",
-    # Spark ML's model writer ships the PCA matrix inside a task; it is a few MB at most
-    "task-size": r"Stage \d+ contains a task of very large size.*",
-}
 
 
 def quiet_tensorflow() -> None:
@@ -145,53 +133,3 @@ def setup_logging(file: Path | None = None, stream=None, console: bool = True) -
     # py4j logs each call at DEBUG and an idle pooled connection's reset, with its traceback,
     # at INFO: harmless (the call is retried) and alarming; the file keeps warnings and up.
     logging.getLogger("py4j").setLevel(logging.WARNING)
-
-
-def log4j2_xml(spark_log: Path | None) -> str:
-    """log4j2 configuration of the driver JVM: console at WARN minus the harmless warnings,
-    ``spark_log`` (if given) at INFO."""
-    from xml.sax.saxutils import quoteattr
-
-    pattern = quoteattr("%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex")
-    harmless = "".join(
-        f'<RegexFilter regex={quoteattr(regex)} onMatch="DENY" onMismatch="NEUTRAL"/>'
-        for regex in HARMLESS_SPARK_WARNINGS.values()
-    )
-    file_appender = (
-        f'<File name="file" fileName={quoteattr(str(spark_log))}>'
-        f"<PatternLayout pattern={pattern}/></File>"
-        if spark_log is not None
-        else ""
-    )
-    file_ref = '<AppenderRef ref="file"/>' if spark_log is not None else ""
-    # Quieter than INFO in the file too: these log every block, file and generated class.
-    quieter = {"org.apache.hadoop.util.NativeCodeLoader": "error", "org.sparkproject.jetty": "warn",
-               "org.apache.parquet": "warn", "org.apache.hadoop": "warn",
-               "org.apache.spark.sql.catalyst.expressions.codegen": "warn",
-               "org.apache.spark.storage.BlockManagerInfo": "warn"}  # fmt: skip
-    # PySpark's driver counts as a shell: given its logger at the root's level, Spark keeps our
-    # console filters instead of adding its own and printing "Setting default log level".
-    quieter["org.apache.spark.api.python.PythonGatewayServer"] = "info"
-    loggers = "".join(f'<Logger name="{name}" level="{level}"/>' for name, level in quieter.items())
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Configuration status="error"><Appenders>'
-        f'<Console name="console" target="SYSTEM_ERR"><PatternLayout pattern={pattern}/>'
-        f'<Filters><ThresholdFilter level="warn" onMatch="NEUTRAL" onMismatch="DENY"/>{harmless}'
-        f"</Filters></Console>{file_appender}</Appenders><Loggers>{loggers}"
-        f'<Root level="info"><AppenderRef ref="console"/>{file_ref}</Root>'
-        "</Loggers></Configuration>\n"
-    )
-
-
-def driver_java_options(spark_log: Path | None) -> str:
-    """``spark.driver.extraJavaOptions`` that load :func:`log4j2_xml` (written once per
-    content to the temporary folder)."""
-    import hashlib
-
-    text = log4j2_xml(spark_log)
-    folder = Path(tempfile.gettempdir()) / "fruits-log4j2"
-    folder.mkdir(exist_ok=True)
-    config = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.xml"
-    if not config.exists():
-        config.write_text(text, encoding="utf-8")
-    return f"-Dlog4j2.configurationFile={config.as_uri()}"

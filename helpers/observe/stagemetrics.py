@@ -2,28 +2,24 @@
 time, GC, bytes and records read and written, shuffle.
 
 Collected live by sparkMeasure (the PyPI ``sparkmeasure`` package and its jar,
-``ch.cern.sparkmeasure:spark-measure_<scala>``, on the driver's class path: :func:`jar_path`
-finds it for sessions built on this machine). Without the jar, a one-line note says so and the
-same sums come from Spark's own monitoring REST API (the running UI's stages), when the UI is on.
+``ch.cern.sparkmeasure:spark-measure_<scala>``, on the driver's class path:
+:func:`helpers.spark_session.sparkmeasure_jar` finds it for sessions built on this machine).
+Without the jar, a one-line note says so and the same sums come from Spark's own monitoring REST
+API (the running UI's stages), when the UI is on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from helpers.spark_session import ENV_SPARKMEASURE_JAR, SPARKMEASURE_VERSION
+
 log = logging.getLogger(__name__)
 
-#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar
-#: (emr/rehearsal/pom-sparkmeasure.xml): the newest built for Scala 2.12 that Maven Central
-#: serves this project. Spark 4's Scala 2.13 has no served build: there the REST API sums.
-SPARKMEASURE_VERSION = "0.24"
-ENV_JAR = "FRUITS_SPARKMEASURE_JAR"
 _CLASS = "ch.cern.sparkmeasure.StageMetrics"
 
 #: Report keys, and sparkMeasure's names for them (times in ms, CPU time in ms too).
@@ -54,27 +50,6 @@ _REST_KEYS = {
     "shuffle_bytes_read": "shuffleReadBytes",
     "shuffle_bytes_written": "shuffleWriteBytes",
 }
-
-
-def scala_binary_version() -> str:
-    """``2.13`` (Spark 4) or ``2.12`` (Spark 3.5 as EMR 7 ships it), from pyspark's jars."""
-    import pyspark
-
-    jars = Path(pyspark.__file__).parent / "jars"
-    for jar in jars.glob("scala-library-*.jar"):
-        return ".".join(jar.name.removeprefix("scala-library-").split(".")[:2])
-    return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
-
-
-def jar_path() -> Path | None:
-    """sparkMeasure's jar for this Spark's Scala version: ``$FRUITS_SPARKMEASURE_JAR``, else the
-    one cached under ``~/.cache/fruits/jars/sparkmeasure``; None when neither."""
-    if os.environ.get(ENV_JAR):
-        path = Path(os.environ[ENV_JAR]).expanduser()
-        return path if path.is_file() else None
-    folder = Path(os.environ.get("FRUITS_JARS_DIR", "~/.cache/fruits/jars")).expanduser()
-    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala_binary_version()}-*.jar"))
-    return found[-1] if found else None
 
 
 def jar_loaded(spark: SparkSession) -> bool:
@@ -124,9 +99,10 @@ class StageMetricsCollector:
                 self.note = "stage metrics by sparkMeasure"
             else:
                 self.metrics = self._from_rest_api()
+                source = "from Spark's REST API" if self.metrics else "not collected (no Spark UI)"
                 self.note = (
-                    f"sparkMeasure's jar is not on the class path (${ENV_JAR}); stage metrics "
-                    + ("from Spark's REST API" if self.metrics else "not collected (no Spark UI)")
+                    f"sparkMeasure's jar is not on the class path (${ENV_SPARKMEASURE_JAR}); "
+                    f"stage metrics {source}"
                 )
         except Exception as err:  # metrics are a report's extra: never fail the run for them
             self.metrics = None
