@@ -150,6 +150,11 @@ HARMLESS_SPARK_WARNINGS = {
     "ui-port": r"Service '\w+' could not bind on port \d+\. Attempting port \d+\.",
     # Spark ML's model writer ships the PCA matrix inside a task; it is a few MB at most
     "task-size": r"Stage \d+ contains a task of very large size.*",
+    # Spark ML without a native BLAS (none is installed): it uses its Java implementation
+    "blas": r"Failed to load implementation from:\s*dev\.ludovic\.netlib\..*",
+    # the same weight file shipped again to the same session (the recognizer's cluttered
+    # pictures after the features): Spark keeps the one it has, which is that file
+    "same-file": r"The path .* has been added already\. Overwriting of added paths is not .*",
 }
 
 
