@@ -116,6 +116,10 @@ class PhotoRecognizer:
                 Path(weights_path).name,
             )
         self._infer = inference.load_inference_fn(self.spec, weights_path)
+        # the first call traces and compiles the model: paid here, so the first photo is not
+        # slower than the next ones (the input signature takes any batch size)
+        width, height = self.backbone.input_size
+        self._infer(np.zeros((1, height, width, 3), dtype=np.float32))
         #: Answers whose best probability is under this are "not sure" (None: never).
         self.unsure_below: float | None = settings.get("unsure_below")
         self.load_seconds = time.perf_counter() - started
