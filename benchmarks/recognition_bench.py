@@ -53,7 +53,8 @@ def main() -> None:
         rows = []
         # measured afresh: the step reuses pictures made by an earlier run with the same plan
         shutil.rmtree(out.path(CLUTTERED), ignore_errors=True)  # a local folder
-        for copies in (args.copies, 0):
+        # augmentation off first: the default recognizer at the end reuses the copies' pictures
+        for copies in (0, args.copies):
             for head in args.heads:
                 params = engine.RecognitionParams(
                     args.output, classifier=head, augment_copies=copies
