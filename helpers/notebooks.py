@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,30 +116,57 @@ def run_notebooks(
     if unknown:
         raise ValueError(f"unknown notebook parameter(s): {', '.join(sorted(unknown))}")
     written = []
-    for name in notebooks:
-        source = notebook_dir / name
-        wanted = declared[name]
-        target = storage.join(output, EXECUTED_DIR, name)
-        if storage.is_local(target):
-            storage.local_path(target).parent.mkdir(parents=True, exist_ok=True)
-        log.info("executing %s -> %s", name, storage.redact(target))
-        try:
-            papermill.execute_notebook(
-                str(source),
-                target,
-                parameters={k: v for k, v in upper.items() if k in wanted},
-                kernel_name=kernel_name,
-                cwd=str(notebook_dir),
-                progress_bar=False,
-                log_output=False,
+    with tempfile.TemporaryDirectory(prefix="fruits-kernels-") as kernels:
+        for name in notebooks:
+            source = notebook_dir / name
+            written.append(
+                _execute(papermill, source, declared[name], upper, output, kernel_name, kernels)
             )
-        except papermill.PapermillExecutionError as err:
-            raise NotebookFailed(
-                f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
-                f"(executed copy: {storage.redact(target)})"
-            ) from None
-        written.append(target)
     return written
+
+
+def _execute(
+    papermill, source: Path, wanted: set[str], upper: dict, output: str,
+    kernel_name: str | None, kernels: str,
+) -> str:  # fmt: skip
+    """Execute one notebook with the parameters it declares; return where its copy went."""
+    target = storage.join(output, EXECUTED_DIR, source.name)
+    if storage.is_local(target):
+        storage.local_path(target).parent.mkdir(parents=True, exist_ok=True)
+    log.info("executing %s -> %s", source.name, storage.redact(target))
+    # the notebooks' own Python kernel over IPC; a named one (EMR's) keeps its transport
+    ipc = {"kernel_manager_class": _ipc_kernel_manager(kernels)} if kernel_name is None else {}
+    try:
+        papermill.execute_notebook(
+            str(source),
+            target,
+            parameters={k: v for k, v in upper.items() if k in wanted},
+            kernel_name=kernel_name,
+            cwd=str(source.parent),
+            progress_bar=False,
+            log_output=False,
+            **ipc,
+        )
+    except papermill.PapermillExecutionError as err:
+        raise NotebookFailed(
+            f"{source.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+            f"(executed copy: {storage.redact(target)})"
+        ) from None
+    return target
+
+
+def _ipc_kernel_manager(folder: str):
+    """Kernel manager talking to its kernel over Unix sockets in ``folder``: the kernel is on
+    this machine, and over TCP without encryption it warns on every start."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(folder) / "kernel"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
 
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
