@@ -276,7 +276,7 @@ def test_augmented_recognizer_on_cluttered_photos(fruits_run, spark, mobilenet_w
     examples = cluttered["examples"]
     _, answered = showcase.cluttered_examples(examples, recognizer)
     rows = spark.createDataFrame(
-        made[(made.role == "test") & (made.copy == 0)][["path", "label", "features"]]
+        made[(made["role"] == "test") & (made["copy"] == 0)][["path", "label", "features"]]
     )
     scored = classify.predict(pipeline, rows).toPandas().set_index("path")
     spark_c = np.stack([scored.loc[e["path"], "probability"] for e in examples])

@@ -81,3 +81,24 @@ def answers_figure(
         ax.set_title(title, fontsize=8, color=colour, loc="left")
     fig.tight_layout()
     return fig
+
+
+def upload_box(recognizer: PhotoRecognizer):
+    """An ipywidgets upload button and, under it, each uploaded photo with its answer
+    (interactive Jupyter only: papermill cannot click)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    upload, shown = widgets.FileUpload(accept="image/*", multiple=False), widgets.Output()
+
+    def answer(change) -> None:
+        with shown:
+            shown.clear_output()
+            for item in change["new"]:
+                found, figure = answer_photo(recognizer, bytes(item["content"]), item["name"])
+                print(f"{item['name']}: {found.summary()}")
+                if figure is not None:
+                    display(figure)
+
+    upload.observe(answer, names="value")
+    return widgets.VBox([upload, shown])
