@@ -165,3 +165,24 @@ def test_recognition_parameters_are_checked_before_any_work(settings, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         RecognitionParams("output", **settings).validate()
     assert RecognitionParams("output", classifier="mlp").validate().classifier == "mlp"
+
+
+def test_upload_box_without_ipywidgets_is_a_note(monkeypatch):
+    """The cluster's environment has no ipywidgets: notebook 05 still runs there headless."""
+    import sys
+
+    from helpers.recognition import showcase
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import fails as when not installed
+    note = showcase.upload_box(recognizer=None)
+    assert "PHOTO_URI" in note.data and "ipywidgets" in note.data
+
+
+def test_upload_box_is_an_upload_button_with_ipywidgets():
+    import ipywidgets
+
+    from helpers.recognition import showcase
+
+    box = showcase.upload_box(recognizer=None)
+    assert isinstance(box, ipywidgets.VBox)
+    assert isinstance(box.children[0], ipywidgets.FileUpload)

@@ -85,9 +85,14 @@ def answers_figure(
 
 def upload_box(recognizer: PhotoRecognizer):
     """An ipywidgets upload button and, under it, each uploaded photo with its answer
-    (interactive Jupyter only: papermill cannot click)."""
-    import ipywidgets as widgets
-    from IPython.display import display
+    (interactive Jupyter only: papermill cannot click). Where ipywidgets is not installed (the
+    cluster's environment, which runs notebooks headless), a one-line note instead."""
+    from IPython.display import Markdown, display
+
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return Markdown("No upload button here (ipywidgets is not installed): set `PHOTO_URI`.")
 
     upload, shown = widgets.FileUpload(accept="image/*", multiple=False), widgets.Output()
 
