@@ -16,7 +16,6 @@ Writes, under ``output_uri`` (names: :mod:`helpers.layout`; all replaced by a ne
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import platform
 import time
@@ -298,7 +297,7 @@ def features_manifest(params: RunParams, weights_path: str | None, spark_version
         **spec.manifest(),
         "weights": params.weights if params.weights in ("imagenet", "random") else "file",
         "weights_file": storage.redact(weights_path).rsplit("/", 1)[-1] if weights_path else None,
-        "weights_sha256": _sha256(weights_path) if weights_path else None,
+        "weights_sha256": storage.sha256(weights_path) if weights_path else None,
         "versions": {
             "tensorflow": _version("tensorflow"),
             "openvino": _version("openvino") if spec.runtime == "openvino" else None,
@@ -317,17 +316,6 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
-
-
-def _sha256(uri: str) -> str:
-    digest = hashlib.sha256()
-    if storage.is_local(uri):
-        with open(storage.local_path(uri), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    else:
-        digest.update(storage.read_bytes(uri))
-    return digest.hexdigest()
 
 
 def reduce_features(
