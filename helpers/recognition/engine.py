@@ -314,7 +314,7 @@ def _role(cluttered: DataFrame, role: str) -> DataFrame:
 def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test) -> DataFrame:
     """Make, featurize and write the cluttered pictures (``cluttered/``); read them back."""
     weights = params.weights or manifest.get("weights") or defaults.WEIGHTS
-    if weights == "file":
+    if weights == "file" or (weights == defaults.WEIGHTS and manifest.get("weights") == "file"):
         weights = _same_weights(spec, manifest)
     clutter_params = params.clutter()
     photos = [r.path for r in train.select("path").unionByName(test.select("path")).collect()]
