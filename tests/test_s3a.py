@@ -34,6 +34,9 @@ BUCKET = "fruits-s3a"
 REGION = "eu-west-3"
 INPUT = ROOT / "data_sample"
 
+#: The account moto gives any credentials (the owner of the buckets they create).
+MOTO_ACCOUNT = "123456789012"
+
 
 @pytest.fixture(scope="module")
 def s3a(s3_server, tmp_path_factory, mobilenet_weights):
@@ -65,7 +68,7 @@ def s3a(s3_server, tmp_path_factory, mobilenet_weights):
         "s3", endpoint_url=s3_server, region_name=REGION,
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )  # fmt: skip
-    s3_staging.ensure_bucket(BUCKET, REGION, client=client)
+    s3_staging.ensure_bucket(BUCKET, REGION, client=client, expected_owner=MOTO_ACCOUNT)
     s3_staging.upload_folder(INPUT, f"s3://{BUCKET}/input", client=client)
     return {"env": env, "client": client, "weights": mobilenet_weights}
 

@@ -51,13 +51,13 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def account_id(region: str | None = None) -> str:
-    """The caller's AWS account id (STS ``GetCallerIdentity``)."""
+def account_id(region: str | None = None, endpoint_url: str | None = None) -> str:
+    """The caller's AWS account id (STS ``GetCallerIdentity``; ``endpoint_url``: a service
+    other than AWS's, as the S3 client in use talks to)."""
     import boto3
 
-    return boto3.client("sts", region_name=region or defaults.REGION).get_caller_identity()[
-        "Account"
-    ]
+    sts = boto3.client("sts", region_name=region or defaults.REGION, endpoint_url=endpoint_url)
+    return sts.get_caller_identity()["Account"]
 
 
 #: Lifecycle rule ids the project owns; other rules on the bucket are kept.
@@ -153,7 +153,10 @@ def ensure_bucket(
     # The client must be in the bucket's region: a CreateBucket sent to another region's
     # endpoint fails with IllegalLocationConstraint, whatever the profile's region is.
     s3 = client or storage.s3_client(region=region)
-    owner = expected_owner or account_id(region)
+    # the account is asked where the given client's S3 is (a local server is not AWS)
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    local = endpoint if endpoint and "amazonaws.com" not in endpoint else None
+    owner = expected_owner or account_id(region, local)
     mine = {"ExpectedBucketOwner": owner}
     try:
         head = s3.head_bucket(Bucket=bucket, **mine)
