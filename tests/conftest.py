@@ -13,6 +13,7 @@ import pytest
 
 from helpers import config
 from helpers.chain.models import get_backbone, resolve_weights
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,15 +105,12 @@ def s3_server():
 
     Yields its endpoint URL; boto3 reaches it through ``AWS_ENDPOINT_URL`` like any endpoint.
     """
-    import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REHEARSAL = ROOT / "emr" / "rehearsal"
@@ -131,12 +132,6 @@ def install_spark(prefix: Path) -> Path:
     return target
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class YarnMiniCluster:
     """A YARN ResourceManager and one NodeManager on 127.0.0.1 (no HDFS: ``file://``)."""
 
@@ -147,7 +142,17 @@ class YarnMiniCluster:
         self.process: subprocess.Popen | None = None
         self.web = ""
 
-    def start(self, timeout_s: float = 180) -> YarnMiniCluster:
+    def start(self, timeout_s: float = 180, attempts: int = 2) -> YarnMiniCluster:
+        """Start and wait for a NodeManager; new ports once if a fixed one was taken meanwhile."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout_s)
+            except RuntimeError as error:
+                if "BindException" not in str(error) or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> YarnMiniCluster:
         jars = fetch_jars("yarn")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(exist_ok=True)

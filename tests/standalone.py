@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,11 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 def _spark_class() -> str:
@@ -33,7 +28,7 @@ def standalone_cluster(workers: int = 2, cores_per_worker: int = 1, memory: str 
     """Yield ``(master_url, worker_processes)`` of a cluster on loopback."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     logs = Path(tempfile.mkdtemp(prefix="spark-standalone-"))
-    port = _free_port()
+    port = free_port()
     master_url = f"spark://127.0.0.1:{port}"
     procs: list[subprocess.Popen] = []
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from fruits_tools import wheelhouse
 from tests import emr_box
 from tests.conftest import ROOT
+from tests.ports import free_port
 
 pytestmark = pytest.mark.rehearsal
 
@@ -31,9 +31,7 @@ NODE_PINS = ["pyyaml>=6.0", "pillow==11.3.0"]
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens there once closed
+    return free_port()  # nothing listens there
 
 
 @pytest.fixture(scope="module")

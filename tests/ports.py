@@ -1,0 +1,45 @@
+"""Ports for the servers the tests start (moto, YARN, Spark standalone).
+
+A port taken with ``bind(0)`` and released comes from the kernel's ephemeral range, the same
+range every outbound connection draws its local port from. Between the probe and the server's
+own bind (seconds, for a JVM) any connection on the machine, including the test's own polling
+of the server, may take it, and the server fails with ``BindException: Address already in
+use``. Ports below the ephemeral range are never handed out that way.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+_given: set[int] = set()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outbound local ports (Linux's default when it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(low: int = 20000) -> int:
+    """A port on 127.0.0.1 that is free now, below the ephemeral range and not given before."""
+    high = ephemeral_range()[0] - 1
+    if high <= low:
+        raise RuntimeError(f"no port range below the ephemeral ports ({ephemeral_range()})")
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(low, high)
+        if port in _given:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port found between {low} and {high}")
