@@ -100,10 +100,14 @@ def get_spark(
         java_options = driver_java_options(Path(log_file) if log_file else None)
         settings["spark.driver.extraJavaOptions"] = f"{java_options} {extra}".strip()
         our_log4j = True
-        jar = sparkmeasure_jar()
-        if jar is not None:  # sparkMeasure, for the featurization's stage metrics
-            given = (conf or {}).get("spark.jars", "")
-            settings["spark.jars"] = ",".join(j for j in (given, str(jar)) if j)
+    # sparkMeasure, for the featurization's stage metrics: the cached jar for sessions on this
+    # machine; one given by $FRUITS_SPARKMEASURE_JAR for a session on a cluster whose JVM this
+    # process starts (EMR's notebooks step names the staged copy for its YARN kernels). Under
+    # spark-submit the JVM runs already: there it comes with --jars.
+    jar = sparkmeasure_jar() if our_log4j else None if submitted else explicit_sparkmeasure_jar()
+    if jar is not None:
+        given = (conf or {}).get("spark.jars", "")
+        settings["spark.jars"] = ",".join(j for j in (given, str(jar)) if j)
     if event_log_dir:
         from helpers import storage
 
@@ -117,7 +121,7 @@ def get_spark(
         settings["spark.eventLog.compress"] = "false"
         settings["spark.eventLog.rolling.enabled"] = "false"
     # (the caller's Java options were merged into ours above)
-    merged = {"spark.driver.extraJavaOptions", "spark.jars"} & set(settings) if our_log4j else set()
+    merged = {"spark.driver.extraJavaOptions", "spark.jars"} & set(settings)
     settings.update({k: v for k, v in (conf or {}).items() if k not in merged})
 
     builder = SparkSession.builder.appName(app_name)
@@ -225,14 +229,24 @@ def scala_binary_version() -> str:
     return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
 
 
-def sparkmeasure_jar() -> Path | None:
-    """sparkMeasure's jar for this Spark's Scala version: ``$FRUITS_SPARKMEASURE_JAR``, else the
-    one cached under ``~/.cache/fruits/jars/sparkmeasure`` (``make jars``); None when neither."""
+def explicit_sparkmeasure_jar() -> Path | None:
+    """The jar ``$FRUITS_SPARKMEASURE_JAR`` names, when it is a file."""
     if os.environ.get(ENV_SPARKMEASURE_JAR):
         path = Path(os.environ[ENV_SPARKMEASURE_JAR]).expanduser()
         return path if path.is_file() else None
+    return None
+
+
+def sparkmeasure_jar(scala: str | None = None) -> Path | None:
+    """sparkMeasure's jar for a Scala version (default: this pyspark's, and then
+    ``$FRUITS_SPARKMEASURE_JAR`` when set), else the one cached under
+    ``~/.cache/fruits/jars/sparkmeasure`` (``make jars``); None when neither.
+    ``scala="2.12"`` is the build EMR 7's Spark 3.5 loads."""
+    if os.environ.get(ENV_SPARKMEASURE_JAR) and scala is None:
+        return explicit_sparkmeasure_jar()
     folder = Path(os.environ.get("FRUITS_JARS_DIR", "~/.cache/fruits/jars")).expanduser()
-    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala_binary_version()}-*.jar"))
+    scala = scala or scala_binary_version()
+    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala}-*.jar"))
     return found[-1] if found else None
 
 

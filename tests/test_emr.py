@@ -65,6 +65,25 @@ def test_one_shot_request_runs_the_steps_and_ends():
     assert "AutoTerminationPolicy" not in request  # it ends with its last step
 
 
+JAR = "s3://fruits-bucket/fruits/code/jars/spark-measure_2.12-0.24.jar"
+
+
+def test_staged_jars_reach_every_step():
+    """sparkMeasure's staged jar: ``--jars`` of both spark-submit steps (driver and executors in
+    cluster mode); the notebooks step copies it to the node and names it to the kernels."""
+    for run, recognize in [emr.pipeline_steps(SPEC, jars=[JAR])]:
+        for step in (run, recognize):
+            args = step["HadoopJarStep"]["Args"]
+            assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--jars", JAR]
+    (notebooks,) = emr.pipeline_steps(SPEC, mode="notebooks", jars=[JAR])
+    script = notebooks["HadoopJarStep"]["Args"][2]
+    local = f"{emr.JARS_DIR}/spark-measure_2.12-0.24.jar"
+    assert f"FRUITS_SPARKMEASURE_JAR={local} " in script
+    assert f"aws s3 cp --only-show-errors {JAR} {emr.JARS_DIR}/ && " in script
+    assert "--jars" not in " ".join(emr.pipeline_steps(SPEC)[0]["HadoopJarStep"]["Args"])
+    assert "FRUITS_SPARKMEASURE_JAR" not in str(emr.pipeline_steps(SPEC, mode="notebooks"))
+
+
 def test_weights_are_looked_up_in_the_staged_folder_on_the_cluster():
     for classification in emr.render_configurations(SPEC):
         properties = dict(classification.get("Properties", {}))
@@ -121,13 +140,17 @@ def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path):
     client = boto3.client("emr", region_name=SPEC.region)
     launcher = emr.Launcher(SPEC, client=client)
 
-    staged = launcher.stage(wheel, wheelhouse, weights)
+    jar = tmp_path / "spark-measure_2.12-0.24.jar"
+    jar.write_bytes(b"jar")
+    assert launcher.staged_jars() == []
+    staged = launcher.stage(wheel, wheelhouse, weights, [jar])
     keys = {o["key"] for o in s3_staging.list_prefix(f"s3://{SPEC.bucket}/fruits/code")}
     assert {u.split(f"{SPEC.bucket}/", 1)[1] for u in staged if not u.endswith("/")} | {
         "fruits/code/wheelhouse/requirements.txt"
     } == keys
     assert "fruits/code/bootstrap.sh" in keys and "fruits/code/notebooks/03_pca.ipynb" in keys
     assert "fruits/code/models/mobilenet_v2_weights.h5" in keys
+    assert launcher.staged_jars() == [JAR]
     # EMR Studio's copies declare the PySpark kernel; the committed notebooks keep python3
     studio = json.loads(
         boto3.client("s3")

@@ -81,13 +81,30 @@ def emr_env(node, yarn) -> dict:
     return env
 
 
+def _sparkmeasure_jar() -> Path:
+    """sparkMeasure's build for Spark 3.5 (Scala 2.12): what ``emr stage`` uploads."""
+    (jar,) = emr_box.fetch_jars("sparkmeasure").glob("spark-measure_2.12-*.jar")
+    return jar
+
+
 def _localize(args: list[str], spec: emr.ClusterSpec, spark_home: Path) -> list[str]:
     """The step's arguments with the cluster's paths mapped to this machine's: spark-submit
-    from EMR's Spark, the entry point from emr/ (what ``emr stage`` uploads)."""
+    from EMR's Spark, the entry point from emr/ and the staged jar (what ``emr stage``
+    uploads)."""
     entry = spec.uri("code", "run_pipeline.py")
+    jar = _sparkmeasure_jar()
     mapped = {"spark-submit": str(spark_home / "bin" / "spark-submit"),
-              entry: str(ROOT / "emr" / "run_pipeline.py")}  # fmt: skip
+              entry: str(ROOT / "emr" / "run_pipeline.py"),
+              spec.uri("code", "jars", jar.name): str(jar)}  # fmt: skip
     return [mapped.get(a, a) for a in args]
+
+
+def _measured_by_sparkmeasure(output: Path) -> None:
+    """The featurization's stage metrics in the run report come from sparkMeasure's listener."""
+    measured = json.loads((output / "run_report.json").read_text())["stage_metrics"]
+    assert measured["featurize"] is not None, measured["note"]
+    assert measured["featurize"]["source"].startswith("sparkMeasure "), measured
+    assert measured["featurize"]["executor_cpu_time_ms"] > 0
 
 
 def _event_log(folders: list[Path], app_id: str) -> list[dict]:
@@ -105,8 +122,9 @@ def yarn_steps(node, yarn, emr_env):
     """``run`` then ``recognize``, as ``emr submit`` sends them, in YARN cluster mode."""
     spec = emr.ClusterSpec(bucket="rehearsal")
     output = node["prefix"] / "output"
+    jars = [spec.uri("code", "jars", _sparkmeasure_jar().name)]
     steps = emr.pipeline_steps(
-        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]]
+        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]], jars=jars
     )
     results = []
     for step in steps:
@@ -210,6 +228,7 @@ def test_yarn_outputs_are_complete(yarn_steps):
                  "recognizer/recognizer.json", "recognition_report.json", "maps.png"):  # fmt: skip
         assert (output / name).exists(), name
     assert not any((output / "_staging").iterdir()) if (output / "_staging").exists() else True
+    _measured_by_sparkmeasure(output)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +289,10 @@ def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
 def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_path):
     """The notebooks step's command (minus its ``aws s3 cp``), with the kernel the bootstrap
     registered and ``SPARK_MASTER yarn``: every notebook runs against the minicluster."""
-    step = emr.pipeline_steps(emr.ClusterSpec(bucket="rehearsal"), mode="notebooks")[0]
+    spec = emr.ClusterSpec(bucket="rehearsal")
+    jar = _sparkmeasure_jar()
+    jars = [spec.uri("code", "jars", jar.name)]
+    step = emr.pipeline_steps(spec, mode="notebooks", jars=jars)[0]
     script = step["HadoopJarStep"]["Args"][2]
     books = tmp_path / "books"
     shutil.copytree(ROOT / "notebooks", books)  # what the step's `aws s3 cp` fetches
@@ -280,6 +302,7 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
         " && ".join(parts)
         .replace("/usr/lib/spark", str(node["spark_home"]))
         .replace("/tmp/fruits-notebooks", str(books))
+        .replace(emr.JARS_DIR, str(jar.parent))  # what the step's `aws s3 cp` fetches
         .replace(emr.VENV_PYTHON, str(node["python"]))
         .replace("s3://rehearsal/fruits/input", str(INPUT))
         .replace("s3://rehearsal/fruits/output", str(output))
@@ -298,3 +321,4 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
         assert yarn.application_report(app)["Final-State"] == "SUCCEEDED"
     recognition = json.loads((output / "recognition_report.json").read_text())
     assert recognition["classifier"]["accuracy"] > 0.5
+    _measured_by_sparkmeasure(output)

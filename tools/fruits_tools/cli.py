@@ -169,10 +169,10 @@ def _emr(args: argparse.Namespace) -> int:
                 "emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)"
             )
         weights, wheelhouse = _weights(args), _wheelhouse(args)
-        for uri in launcher.stage(Path(args.wheel), wheelhouse, weights):
+        for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars()):
             print(uri)
     elif args.action == "run":
-        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode)
+        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode, jars=_staged(launcher))
         if not args.dry_run:
             launcher.preflight()
         print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
@@ -192,7 +192,7 @@ def _emr(args: argparse.Namespace) -> int:
         if created:
             print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
     elif args.action == "submit":
-        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode)
+        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode, jars=_staged(launcher))
         step_ids = launcher.submit(cluster_id, steps)
         if step_ids:
             print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
@@ -272,6 +272,28 @@ def _weights(args: argparse.Namespace) -> Path | None:
             print(f"(weights not found locally: {str(err).splitlines()[0]})", file=sys.stderr)
             return None
         raise ValueError(str(err).splitlines()[0] + " (pass --weights FILE)") from None
+
+
+def _jars() -> list[Path]:
+    """The jars to stage: sparkMeasure's build for EMR 7's Spark (Scala 2.12), from ``make
+    jars``'s cache; without it the steps run and their reports say the metrics are missing."""
+    from helpers.spark_session import sparkmeasure_jar
+
+    jar = sparkmeasure_jar(scala="2.12")
+    if jar is None:
+        print(
+            "(sparkMeasure's jar for Scala 2.12 not found: run make jars to stage it; "
+            "without it EMR runs report no stage metrics)",
+            file=sys.stderr,
+        )
+    return [jar] if jar else []
+
+
+def _staged(launcher) -> list[str]:
+    """The staged jars the steps load (in a dry run: those ``stage`` would upload from here)."""
+    if launcher.dry_run:
+        return [launcher.spec.uri("code", "jars", jar.name) for jar in _jars()]
+    return launcher.staged_jars()
 
 
 def _wheelhouse(args: argparse.Namespace) -> Path | None:

@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 #: EMR 7.13: Spark 3.5.6 on Amazon Linux 2023; the bootstrap adds Python 3.11 (see README).
 DEFAULT_RELEASE = "emr-7.13.0"
 VENV_PYTHON = "/opt/fruits-venv/bin/python"
+#: Where the notebooks step copies the staged jars on the primary node.
+JARS_DIR = "/tmp/fruits-jars"
 #: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
 EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
 SECURITY_CONFIGURATION = "fruits-security"
@@ -211,16 +214,20 @@ def pipeline_steps(
     output_uri: str | None = None,
     mode: str = "cli",
     extra_args: list[str] | None = None,
+    jars: Sequence[str] = (),
 ) -> list[dict]:
     """Steps running the chain: ``cli`` (spark-submit of the helpers CLI: ``run``, then
     ``recognize``) or ``notebooks`` (papermill on the primary node; executed notebooks written
-    to ``<output>/notebooks/``)."""
+    to ``<output>/notebooks/``). ``jars``: staged jars (S3 URIs, :meth:`Launcher.staged_jars`)
+    for the driver and executors: sparkMeasure's, for the featurization's stage metrics."""
     input_uri = input_uri or spec.uri("input")
     output_uri = output_uri or spec.uri("output")
     extra = list(extra_args or [])
+    submit = ["spark-submit", "--deploy-mode", "cluster"]
+    if jars:
+        submit += ["--jars", ",".join(jars)]
     if mode == "cli":
-        args = ["spark-submit", "--deploy-mode", "cluster",
-                spec.uri("code", "run_pipeline.py"), "run",
+        args = [*submit, spec.uri("code", "run_pipeline.py"), "run",
                 "--input", input_uri, "--output", output_uri, *extra]  # fmt: skip
         name = "fruits: featurize + PCA"
         entry = spec.uri("code", "run_pipeline.py")
@@ -230,8 +237,7 @@ def pipeline_steps(
             if ("--weights" in extra)
             else []
         )
-        recognize = ["spark-submit", "--deploy-mode", "cluster", entry,
-                     "recognize", "--output", output_uri, *weights]  # fmt: skip
+        recognize = [*submit, entry, "recognize", "--output", output_uri, *weights]
     elif mode == "notebooks":
         books = "/tmp/fruits-notebooks"
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
@@ -239,9 +245,13 @@ def pipeline_steps(
         # spark.pyspark.python is not applied, so executors would run the system python3.
         # FRUITS_MODELS_URI: that process reads no spark-env.sh either; the weights come from
         # the bucket, never from the internet.
+        # FRUITS_SPARKMEASURE_JAR: a local copy of the staged jar, for the kernels' sessions
+        local_jars = [f"{JARS_DIR}/{uri.rsplit('/', 1)[-1]}" for uri in jars]
+        fetch_jars = "".join(f"aws s3 cp --only-show-errors {uri} {JARS_DIR}/ && " for uri in jars)
+        measure = f" FRUITS_SPARKMEASURE_JAR={local_jars[0]}" if local_jars else ""
         script = (
             f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} "
-            f"FRUITS_MODELS_URI={spec.uri('code', 'models')} && "
+            f"FRUITS_MODELS_URI={spec.uri('code', 'models')}{measure} && {fetch_jars}"
             f"aws s3 cp --recursive --only-show-errors {spec.uri('code', 'notebooks')} {books} && "
             f"{VENV_PYTHON} -m helpers notebooks --notebook-dir {books} --kernel fruits "
             f"-p SPARK_MASTER yarn -p INPUT_URI {input_uri} --output {output_uri} "
@@ -305,7 +315,9 @@ def studio_notebook(path: Path) -> bytes:
     return (json.dumps(book, indent=1) + "\n").encode()
 
 
-def staging_files(spec: ClusterSpec, wheel: Path, weights: Path | None = None) -> dict[str, Path]:
+def staging_files(
+    spec: ClusterSpec, wheel: Path, weights: Path | None = None, jars: Sequence[Path] = ()
+) -> dict[str, Path]:
     """Local files to upload to ``code/`` before creating the cluster (S3 URI -> path)."""
     files = {
         spec.uri("code", "bootstrap.sh"): assets.emr_file("bootstrap.sh"),
@@ -314,6 +326,8 @@ def staging_files(spec: ClusterSpec, wheel: Path, weights: Path | None = None) -
     }
     if weights is not None:
         files[spec.uri("code", "models", Path(weights).name)] = Path(weights)
+    for jar in jars:
+        files[spec.uri("code", "jars", Path(jar).name)] = Path(jar)
     for notebook in assets.notebooks():
         files[spec.uri("code", "notebooks", notebook.name)] = notebook
     return files
@@ -426,12 +440,16 @@ class Launcher:
     # -- staging ------------------------------------------------------------------------------
 
     def stage(
-        self, wheel: Path, wheelhouse: Path | None = None, weights: Path | None = None
+        self,
+        wheel: Path,
+        wheelhouse: Path | None = None,
+        weights: Path | None = None,
+        jars: Sequence[Path] = (),
     ) -> list[str]:
-        """Upload bootstrap, entry point, wheel, weights, notebooks (and their EMR Studio
+        """Upload bootstrap, entry point, wheel, weights, jars, notebooks (and their EMR Studio
         copies) to ``code/``, then the wheelhouse to ``code/wheelhouse/``."""
         uploads = {uri: Path(path).read_bytes for uri, path in staging_files(
-            self.spec, wheel, weights).items()}  # fmt: skip
+            self.spec, wheel, weights, jars).items()}  # fmt: skip
         for notebook in assets.notebooks():
             uri = self.spec.uri("code", "notebooks-studio", notebook.name)
             uploads[uri] = lambda n=notebook: studio_notebook(n)
@@ -457,6 +475,11 @@ class Launcher:
                 )
             uploaded.append(target + "/")
         return uploaded
+
+    def staged_jars(self) -> list[str]:
+        """The jars ``stage`` uploaded to ``code/jars/`` (S3 URIs), for the steps' ``--jars``."""
+        prefix = self.spec.key("code", "jars") + "/"
+        return [f"s3://{self.spec.bucket}/{k}" for k in self._keys(prefix) if k.endswith(".jar")]
 
     # -- clusters and steps -------------------------------------------------------------------
 
