@@ -84,6 +84,34 @@ def test_staged_jars_reach_every_step():
     assert "FRUITS_SPARKMEASURE_JAR" not in str(emr.pipeline_steps(SPEC, mode="notebooks"))
 
 
+def test_chain_arguments_reach_their_steps_and_are_checked_before_anything_is_sent():
+    run, recognize = emr.pipeline_steps(
+        SPEC, extra_args=["--runtime", "openvino"], recognize_args=["--augment-copies", "1"]
+    )
+    assert run["HadoopJarStep"]["Args"][-2:] == ["--runtime", "openvino"]
+    assert recognize["HadoopJarStep"]["Args"][-2:] == ["--augment-copies", "1"]
+    (books,) = emr.pipeline_steps(SPEC, mode="notebooks", extra_args=["-p", "NOTE", "a b"])
+    assert books["HadoopJarStep"]["Args"][2].endswith("-p NOTE 'a b'")  # one shell word
+    refused = [
+        ({"extra_args": ["--batch-size", "many"]}, "run arguments: "),
+        ({"extra_args": ["--output", "s3://elsewhere"]}, "--output is set by the launcher"),
+        ({"recognize_args": ["--classifier", "svm"]}, "recognize arguments: "),
+        ({"recognize_args": ["--master=local"]}, "--master is set by the launcher"),
+        ({"mode": "notebooks", "recognize_args": ["--augment-copies", "1"]}, "no recognize"),
+    ]
+    for kwargs, message in refused:
+        with pytest.raises(ValueError, match=message) as err:
+            emr.pipeline_steps(SPEC, **kwargs)
+        assert "\n" not in str(err.value)
+    done = subprocess.run(
+        [sys.executable, "-m", "fruits_tools", "emr", "run", "--bucket", "fruits-bucket",
+         "--dry-run", "--recognize-args", "--augment-copies three"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "invalid int value: 'three'" in done.stderr and "RunJobFlow" not in done.stdout
+
+
 def test_weights_are_looked_up_in_the_staged_folder_on_the_cluster():
     for classification in emr.render_configurations(SPEC):
         properties = dict(classification.get("Properties", {}))

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +131,13 @@ def yarn_steps(node, yarn, emr_env):
     for step in steps:
         before = set(yarn.application_ids())
         args = _localize(step["HadoopJarStep"]["Args"], spec, node["spark_home"])
+        started = time.monotonic()
         done = subprocess.run(
             args, env=emr_env, cwd=node["prefix"], capture_output=True, text=True, timeout=1200
         )
+        elapsed = time.monotonic() - started
         new = sorted(set(yarn.application_ids()) - before)
-        results.append({"step": step, "args": args, "done": done, "apps": new})
+        results.append({"step": step, "args": args, "done": done, "apps": new, "s": elapsed})
         if done.returncode != 0:
             break
     return {"output": output, "results": results}
@@ -188,7 +191,8 @@ def test_run_and_recognize_steps_succeed_on_yarn_in_cluster_mode(yarn_steps, yar
         assert report["State"] == "FINISHED" and report["Final-State"] == "SUCCEEDED", report
         print(
             f"{result['step']['Name']}: {report['Application-Id']} {report['State']} "
-            f"{report['Final-State']} ({report['Aggregate Resource Allocation']})"
+            f"{report['Final-State']} in {result['s']:.0f} s "
+            f"({report['Aggregate Resource Allocation']})"
         )
 
 

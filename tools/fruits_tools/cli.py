@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     emr.add_argument("--mode", choices=["cli", "notebooks"], default="cli", help="run, submit")
     emr.add_argument("--input", default=None, help="input URI (default s3://bucket/prefix/input)")
     emr.add_argument("--output", default=None, help="output URI (default .../prefix/output)")
+    emr.add_argument(
+        "--run-args",
+        default="",
+        help="run, submit: more arguments of the run step, as one string: helpers run's options "
+        "(cli mode: '--runtime openvino --batch-size 64') or notebook parameters (notebooks "
+        "mode: '-p AUGMENT_COPIES 1'); checked before anything is sent",
+    )
+    emr.add_argument(
+        "--recognize-args",
+        default="",
+        help="run, submit (cli mode): more arguments of the recognition step "
+        "('--classifier logistic_regression --backgrounds s3://...')",
+    )
     emr.add_argument("--wait", action="store_true", help="submit: wait for the steps to end")
     emr.add_argument("--no-wait", action="store_true", help="run, notebooks-execution: return")
     emr.add_argument("--hours", type=float, default=1.0, help="cost: expected hours of the run")
@@ -172,7 +186,7 @@ def _emr(args: argparse.Namespace) -> int:
         for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars()):
             print(uri)
     elif args.action == "run":
-        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode, jars=_staged(launcher))
+        steps = _steps(args, spec, launcher)
         if not args.dry_run:
             launcher.preflight()
         print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
@@ -192,7 +206,7 @@ def _emr(args: argparse.Namespace) -> int:
         if created:
             print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
     elif args.action == "submit":
-        steps = emr.pipeline_steps(spec, args.input, args.output, args.mode, jars=_staged(launcher))
+        steps = _steps(args, spec, launcher)
         step_ids = launcher.submit(cluster_id, steps)
         if step_ids:
             print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
@@ -272,6 +286,21 @@ def _weights(args: argparse.Namespace) -> Path | None:
             print(f"(weights not found locally: {str(err).splitlines()[0]})", file=sys.stderr)
             return None
         raise ValueError(str(err).splitlines()[0] + " (pass --weights FILE)") from None
+
+
+def _steps(args: argparse.Namespace, spec, launcher) -> list[dict]:
+    """The chain's steps for ``emr run`` and ``emr submit``."""
+    from fruits_tools import emr
+
+    return emr.pipeline_steps(
+        spec,
+        args.input,
+        args.output,
+        args.mode,
+        extra_args=shlex.split(args.run_args),
+        jars=_staged(launcher),
+        recognize_args=shlex.split(args.recognize_args),
+    )
 
 
 def _jars() -> list[Path]:

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+import shlex
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -208,21 +209,68 @@ def run_job_flow_request(spec: ClusterSpec, steps: list[dict] | None = None) -> 
     return request
 
 
+#: Options of the chain's commands that the launcher sets itself (from --input, --output and
+#: the cluster): given again among a step's arguments they would silently win.
+LAUNCHER_OPTIONS = {
+    "run": ("--input", "--output", "--master"),
+    "recognize": ("--output", "--master"),
+    "notebooks": ("--output", "--notebook-dir", "--kernel"),
+}
+
+
+def check_chain_args(command: str, args: Sequence[str]) -> None:
+    """Refuse, in one line, arguments that ``python -m helpers <command>`` would reject, before
+    a cluster is paid for: checked with the chain's own parser (what the step will run)."""
+    import contextlib
+    import io
+
+    from helpers.cli import build_parser
+
+    for option in LAUNCHER_OPTIONS[command]:
+        if any(a == option or a.startswith(option + "=") for a in args):
+            raise ValueError(f"{command} arguments: {option} is set by the launcher, not here")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            build_parser().parse_args([command, *args])
+        except SystemExit:
+            reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid"]
+            raise ValueError(f"{command} arguments: {reason[0]}") from None
+
+
 def pipeline_steps(
     spec: ClusterSpec,
     input_uri: str | None = None,
     output_uri: str | None = None,
     mode: str = "cli",
-    extra_args: list[str] | None = None,
+    extra_args: Sequence[str] | None = None,
     jars: Sequence[str] = (),
+    recognize_args: Sequence[str] | None = None,
 ) -> list[dict]:
     """Steps running the chain: ``cli`` (spark-submit of the helpers CLI: ``run``, then
     ``recognize``) or ``notebooks`` (papermill on the primary node; executed notebooks written
-    to ``<output>/notebooks/``). ``jars``: staged jars (S3 URIs, :meth:`Launcher.staged_jars`)
-    for the driver and executors: sparkMeasure's, for the featurization's stage metrics."""
+    to ``<output>/notebooks/``).
+
+    Args:
+        extra_args: more arguments of ``helpers run`` (cli) or ``helpers notebooks``
+            (notebooks: ``-p NAME VALUE``), checked here with the chain's own parser.
+        jars: staged jars (S3 URIs, :meth:`Launcher.staged_jars`) for the driver and
+            executors: sparkMeasure's, for the featurization's stage metrics.
+        recognize_args: more arguments of ``helpers recognize`` (cli mode only).
+    """
     input_uri = input_uri or spec.uri("input")
     output_uri = output_uri or spec.uri("output")
     extra = list(extra_args or [])
+    more = list(recognize_args or [])
+    if mode in ("cli", "notebooks"):
+        check_chain_args("run" if mode == "cli" else "notebooks", extra)
+    if mode == "notebooks" and more:
+        raise ValueError(
+            "notebooks mode has no recognize step: give notebook 05's parameters to the run "
+            "(-p AUGMENT_COPIES 1)"
+        )
+    if more:
+        check_chain_args("recognize", more)
     submit = ["spark-submit", "--deploy-mode", "cluster"]
     if jars:
         submit += ["--jars", ",".join(jars)]
@@ -234,10 +282,10 @@ def pipeline_steps(
         # recognition featurizes its cluttered pictures with the run's own weights
         weights = (
             extra[extra.index("--weights") : extra.index("--weights") + 2]
-            if ("--weights" in extra)
+            if ("--weights" in extra and "--weights" not in more)
             else []
         )
-        recognize = [*submit, entry, "recognize", "--output", output_uri, *weights]
+        recognize = [*submit, entry, "recognize", "--output", output_uri, *weights, *more]
     elif mode == "notebooks":
         books = "/tmp/fruits-notebooks"
         # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
@@ -255,7 +303,7 @@ def pipeline_steps(
             f"aws s3 cp --recursive --only-show-errors {spec.uri('code', 'notebooks')} {books} && "
             f"{VENV_PYTHON} -m helpers notebooks --notebook-dir {books} --kernel fruits "
             f"-p SPARK_MASTER yarn -p INPUT_URI {input_uri} --output {output_uri} "
-            + " ".join(extra)
+            + shlex.join(extra)
         ).strip()
         args = ["bash", "-c", script]
         name = "fruits: notebooks 01-05"
