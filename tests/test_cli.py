@@ -62,7 +62,10 @@ def test_main_job_on_data_sample(tmp_path):
     assert write in [text for _, text in named], named
 
     # the EMR cli mode's second step: recognition on the run's output
-    done = helpers_cli("recognize", "--output", str(out), "--cluster-k-range", "5", "7")
+    done = helpers_cli(
+        "recognize", "--output", str(out), "--cluster-k-range", "5", "7",
+        "--classifier", "logistic_regression",  # one head: the comparison is the notebooks' test
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["split"]["test_rows"] == 36 and summary["accuracy"] >= 0.9

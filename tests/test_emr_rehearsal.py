@@ -30,6 +30,11 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.rehearsal
 
 INPUT = ROOT / "data_sample"
+#: Recognition options, given as `emr run --recognize-args` gives them (the option must reach
+#: the driver in cluster mode): one head and one cluttered copy, as the rehearsal checks the
+#: environment the steps run in; the default (three heads compared, three copies) and its
+#: targets are checked on real photos by test_notebooks.
+RECOGNIZE_ARGS = ["--classifier", "logistic_regression", "--augment-copies", "1"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
@@ -125,8 +130,9 @@ def yarn_steps(node, yarn, emr_env):
     output = node["prefix"] / "output"
     jars = [spec.uri("code", "jars", _sparkmeasure_jar().name)]
     steps = emr.pipeline_steps(
-        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]], jars=jars
-    )
+        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]], jars=jars,
+        recognize_args=RECOGNIZE_ARGS,
+    )  # fmt: skip
     results = []
     for step in steps:
         before = set(yarn.application_ids())
@@ -233,6 +239,10 @@ def test_yarn_outputs_are_complete(yarn_steps):
         assert (output / name).exists(), name
     assert not any((output / "_staging").iterdir()) if (output / "_staging").exists() else True
     _measured_by_sparkmeasure(output)
+    settings = json.loads((output / "recognizer" / "recognizer.json").read_text())["settings"]
+    # --recognize-args reached the step
+    assert settings["augmentation"]["copies"] == 1
+    assert set(settings["head_choice"]["scores"]) == {"logistic_regression"}
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +253,7 @@ def local_spark4_run(tmp_path_factory, mobilenet_weights):
     for command in (
         ["run", "--input", str(INPUT), "--output", str(output), "--weights", mobilenet_weights,
          "--master", "local[2]"],
-        ["recognize", "--output", str(output), "--master", "local[2]"],
+        ["recognize", "--output", str(output), "--master", "local[2]", *RECOGNIZE_ARGS],
     ):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "helpers", *command],
@@ -296,7 +306,9 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
     spec = emr.ClusterSpec(bucket="rehearsal")
     jar = _sparkmeasure_jar()
     jars = [spec.uri("code", "jars", jar.name)]
-    step = emr.pipeline_steps(spec, mode="notebooks", jars=jars)[0]
+    parameters = ["-p", "CLASSIFIER", "logistic_regression", "-p", "AUGMENT_COPIES", "1",
+                  "-p", "WEIGHTS", str(node["weights"])]  # fmt: skip
+    step = emr.pipeline_steps(spec, mode="notebooks", jars=jars, extra_args=parameters)[0]
     script = step["HadoopJarStep"]["Args"][2]
     books = tmp_path / "books"
     shutil.copytree(ROOT / "notebooks", books)  # what the step's `aws s3 cp` fetches
@@ -310,7 +322,7 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
         .replace(emr.VENV_PYTHON, str(node["python"]))
         .replace("s3://rehearsal/fruits/input", str(INPUT))
         .replace("s3://rehearsal/fruits/output", str(output))
-    ) + f" -p WEIGHTS {node['weights']}"
+    )
     before = set(yarn.application_ids())
     done = subprocess.run(
         ["bash", "-c", command], env=emr_env, cwd=tmp_path, capture_output=True, text=True,
@@ -325,4 +337,5 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
         assert yarn.application_report(app)["Final-State"] == "SUCCEEDED"
     recognition = json.loads((output / "recognition_report.json").read_text())
     assert recognition["classifier"]["accuracy"] > 0.5
+    assert recognition["augmentation"]["copies"] == 1
     _measured_by_sparkmeasure(output)
