@@ -80,6 +80,9 @@ def test_staged_jars_reach_every_step():
     local = f"{emr.JARS_DIR}/spark-measure_2.12-0.24.jar"
     assert f"FRUITS_SPARKMEASURE_JAR={local} " in script
     assert f"aws s3 cp --only-show-errors {JAR} {emr.JARS_DIR}/ && " in script
+    other = "s3://fruits-bucket/fruits/code/jars/another.jar"  # any other staged jar: not it
+    (both,) = emr.pipeline_steps(SPEC, mode="notebooks", jars=[other, JAR])
+    assert f"FRUITS_SPARKMEASURE_JAR={local} " in both["HadoopJarStep"]["Args"][2]
     assert "--jars" not in " ".join(emr.pipeline_steps(SPEC)[0]["HadoopJarStep"]["Args"])
     assert "FRUITS_SPARKMEASURE_JAR" not in str(emr.pipeline_steps(SPEC, mode="notebooks"))
 

@@ -296,7 +296,8 @@ def pipeline_steps(
         # FRUITS_SPARKMEASURE_JAR: a local copy of the staged jar, for the kernels' sessions
         local_jars = [f"{JARS_DIR}/{uri.rsplit('/', 1)[-1]}" for uri in jars]
         fetch_jars = "".join(f"aws s3 cp --only-show-errors {uri} {JARS_DIR}/ && " for uri in jars)
-        measure = f" FRUITS_SPARKMEASURE_JAR={local_jars[0]}" if local_jars else ""
+        measured = [j for j in local_jars if j.rsplit("/", 1)[-1].startswith("spark-measure_")]
+        measure = f" FRUITS_SPARKMEASURE_JAR={measured[0]}" if measured else ""
         script = (
             f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} "
             f"FRUITS_MODELS_URI={spec.uri('code', 'models')}{measure} && {fetch_jars}"
