@@ -90,7 +90,7 @@ sample: setup
 notebooks-refresh: setup
 	$(BIN)/python -m helpers notebooks --output "$(OUTPUT)"
 	for nb in notebooks/*.ipynb; do \
-	  $(BIN)/python -c "import sys; from helpers.notebooks import keep_checked_outputs as k; \
+	  $(BIN)/python -c "import sys; from helpers.faces.notebooks import keep_checked_outputs as k; \
 	  k(sys.argv[1], sys.argv[2])" "$(OUTPUT)/notebooks/$$(basename $$nb)" "$$nb"; done
 
 clean:

@@ -27,9 +27,10 @@ import numpy as np
 import psutil
 
 from helpers import config, defaults
-from helpers.chain import featurize, images, inference, ingest, reduce
-from helpers.chain.models import FeatureSpec, get_backbone, resolve_weights
-from helpers.spark_session import get_spark
+from helpers.core import images, inference
+from helpers.core.backbones import FeatureSpec, get_backbone, resolve_weights
+from helpers.spark import featurize, ingest, reduce
+from helpers.spark.session import get_spark
 
 BATCH = defaults.BATCH_SIZE
 SPEC = FeatureSpec()

@@ -1,4 +1,4 @@
-"""Driver memory of listing a large input: peak RSS of :func:`helpers.chain.inputs.write_listing`.
+"""Driver memory of listing a large input: peak RSS of :func:`helpers.core.inputs.write_listing`.
 
 Makes ``--files`` small files in class folders (a few non-images among them), then lists them
 in a fresh process and prints the process's peak resident memory above its baseline (after
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MEASURE = textwrap.dedent(
     """
     import json, resource, sys, time
-    from helpers.chain import inputs
+    from helpers.core import inputs
     import pyarrow.parquet  # imported before the baseline: part of any run
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

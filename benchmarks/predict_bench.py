@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from helpers import config  # noqa: E402
+from helpers.core.predict import PhotoRecognizer, expand_photos  # noqa: E402
 from helpers.layout import RECOGNIZER  # noqa: E402
-from helpers.recognition.recognize import PhotoRecognizer, expand_photos  # noqa: E402
 
 
 def main() -> None:

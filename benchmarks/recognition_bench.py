@@ -38,9 +38,9 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(defaults.HEADS))
     args = parser.parse_args()
 
-    from helpers.chain import pipeline
-    from helpers.recognition import engine
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
+    from helpers.steps import extraction as pipeline
+    from helpers.steps import recognition as engine
 
     out = OutputLayout(args.output)
     spark = get_spark(None)
@@ -133,9 +133,9 @@ def _print(rows: list[dict], default: dict, cost: dict) -> None:
 
 
 def _figure(output: str, report: dict, target: Path) -> None:
+    from helpers.core.predict import PhotoRecognizer
+    from helpers.faces import showcase
     from helpers.observe import plots
-    from helpers.recognition import showcase
-    from helpers.recognition.recognize import PhotoRecognizer
 
     recognizer = PhotoRecognizer(OutputLayout(output).path(RECOGNIZER))
     examples = report["cluttered"]["examples"]

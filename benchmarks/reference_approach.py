@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from helpers.chain.models import get_backbone, resolve_weights
+    from helpers.core.backbones import get_backbone, resolve_weights
 
     spark = (
         SparkSession.builder.master("local[*]")

@@ -34,8 +34,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import numpy as np  # noqa: E402
 
 from helpers import config  # noqa: E402
-from helpers.chain import images  # noqa: E402
-from helpers.chain.models import get_backbone, resolve_weights  # noqa: E402
+from helpers.core import images  # noqa: E402
+from helpers.core.backbones import get_backbone, resolve_weights  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from featurize_bench import fruits_sample  # noqa: E402
@@ -95,7 +95,7 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def keras_fn(backbone, weights: str, threads: int):
     import tensorflow as tf
 
-    from helpers.chain.models import build_model
+    from helpers.core.backbones import build_model
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -126,7 +126,7 @@ def onnx_fn(tf_function, threads: int, folder: Path):
 
 
 def openvino_fn(ir: Path, threads: int):
-    from helpers.chain import runtimes
+    from helpers.core import runtimes
 
     return runtimes.load_openvino_fn(str(ir), "fp32", threads)
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(config.PROJECT_ROOT / "output" / "benchmarks"))
     args = parser.parse_args(argv)
     sample = fruits_sample()
-    from helpers.chain import runtimes
+    from helpers.core import runtimes
 
     rows = []
     work = Path(tempfile.mkdtemp(prefix="runtimes-bench-"))

@@ -3,6 +3,6 @@
     spark-submit s3://bucket/prefix/code/run_pipeline.py run --input s3://... --output s3://...
 """
 
-from helpers.cli import main
+from helpers.faces.cli import main
 
 raise SystemExit(main())

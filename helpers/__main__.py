@@ -1,5 +1,5 @@
-"""``python -m helpers ...``: see :mod:`helpers.cli`."""
+"""``python -m helpers ...``: see :mod:`helpers.faces.cli`."""
 
-from helpers.cli import main
+from helpers.faces.cli import main
 
 raise SystemExit(main())

@@ -76,3 +76,27 @@ def fruits360_sample_dir() -> Path | None:
         return None
     path = shared / "fruits360-sample"
     return path if path.is_dir() else None
+
+
+#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar
+#: (emr/rehearsal/pom-sparkmeasure.xml): the newest built for Scala 2.12 that Maven Central
+#: serves this project. Spark 4's Scala 2.13 has no served build (helpers.observe.stagemetrics).
+SPARKMEASURE_VERSION = "0.24"
+ENV_SPARKMEASURE_JAR = "FRUITS_SPARKMEASURE_JAR"  # a jar to load (EMR's notebooks step)
+ENV_JARS_DIR = "FRUITS_JARS_DIR"  # the jars `make jars` caches (default ~/.cache/fruits/jars)
+
+
+def explicit_sparkmeasure_jar() -> Path | None:
+    """The jar ``$FRUITS_SPARKMEASURE_JAR`` names, when it is a file."""
+    if os.environ.get(ENV_SPARKMEASURE_JAR):
+        path = Path(os.environ[ENV_SPARKMEASURE_JAR]).expanduser()
+        return path if path.is_file() else None
+    return None
+
+
+def cached_sparkmeasure_jar(scala: str) -> Path | None:
+    """sparkMeasure's jar for a Scala binary version (``2.12``: EMR 7's Spark 3.5) cached under
+    ``~/.cache/fruits/jars/sparkmeasure`` by ``make jars``; None when absent."""
+    folder = Path(os.environ.get(ENV_JARS_DIR, "~/.cache/fruits/jars")).expanduser()
+    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala}-*.jar"))
+    return found[-1] if found else None

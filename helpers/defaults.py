@@ -6,7 +6,7 @@ Plain values only, so that importing this module costs nothing (no Spark, no Ten
 
 from __future__ import annotations
 
-#: CNN backbone (a key of :data:`helpers.chain.models.BACKBONES`) and its weights.
+#: CNN backbone (a key of :data:`helpers.core.backbones.BACKBONES`) and its weights.
 MODEL_NAME = "mobilenet_v2"
 WEIGHTS = "imagenet"
 #: Side of the square images fed to the backbone. 224 is the published recipe; MobileNetV2

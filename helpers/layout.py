@@ -106,7 +106,7 @@ class OutputLayout:
         storage.write_bytes(self.path(FEATURES, MANIFEST), data, "application/json")
 
     def read_manifest(self) -> dict:
-        """How the features were made (see :func:`helpers.chain.pipeline.features_manifest`).
+        """How the features were made (see :func:`helpers.steps.extraction.features_manifest`).
 
         Raises:
             FileNotFoundError: no features, or features written before manifests existed.

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from helpers import config
-from helpers.chain.models import get_backbone, resolve_weights
+from helpers.core.backbones import get_backbone, resolve_weights
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the tests' drivers, executors and clusters stay on loopback.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # TensorFlow's kernels as the project's workers and `predict` choose them
-# (helpers.chain.inference), also when a test imports TensorFlow before loading a model.
+# (helpers.core.inference), also when a test imports TensorFlow before loading a model.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
@@ -49,7 +49,7 @@ def mobilenet_weights() -> str:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """A local Spark session with two task slots, shared by the whole test run."""
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
 
     session = get_spark(
         "local[2]",
@@ -66,9 +66,9 @@ def spark(tmp_path_factory):
 
 def featurize_to_pandas(spark, folder: Path, weights: str, model_name="mobilenet_v2"):
     """Features of every image under ``folder`` computed through Spark, as a pandas frame
-    (``model_name``: a backbone name or a :class:`helpers.chain.models.FeatureSpec`)."""
-    from helpers.chain.featurize import add_features
-    from helpers.chain.ingest import list_images
+    (``model_name``: a backbone name or a :class:`helpers.core.backbones.FeatureSpec`)."""
+    from helpers.spark.featurize import add_features
+    from helpers.spark.ingest import list_images
 
     listing = tempfile.mkdtemp(prefix="listing-")
     images = list_images(spark, str(folder), listing).images

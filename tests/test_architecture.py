@@ -12,35 +12,47 @@ from pathlib import Path
 import pytest
 
 from fruits_tools import cli as tools_cli
-from helpers import cli, defaults
+from helpers import defaults
+from helpers.faces import cli
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "helpers"
 TOOLS = ROOT / "tools" / "fruits_tools"
 
-#: Modules that run where Spark is absent (the app, ``predict``, the decoding inside workers):
-#: they must not import pyspark, even inside a function.
-SPARK_FREE = {
-    "config", "defaults", "storage", "layout", "chain.images", "chain.inputs", "chain.models",
-    "chain.inference", "chain.runtimes", "chain.report", "recognition.recognize",
-    "recognition.arrays",
-    "observe.plots",
-}  # fmt: skip
-CORE = {"config", "defaults", "storage", "layout", "spark_session"}
+#: The layers, lowest first: each may import the ones before it, never one after it.
+BASE = {"_moved", "config", "defaults", "storage", "layout"}
+LAYERS = ["core.", "spark.", "steps.", "faces."]
+#: Modules that run where Spark is absent (the app, ``predict``, the decoding inside workers,
+#: the launcher): they must not import pyspark, even inside a function.
+SPARK_FREE_PACKAGES = ("core.",)
 #: module (or package, ending in ".") -> modules or packages it must not import
 FORBIDDEN = {
-    **{core: {"chain.", "recognition.", "observe.", "cli", "notebooks"} for core in CORE},
-    "chain.": {"recognition.", "cli", "notebooks"},
-    "recognition.": {"chain.pipeline", "cli", "notebooks"},
-    "observe.": {"chain.", "recognition.", "cli", "notebooks"},
-    "chain.inputs": {"chain.pipeline", "chain.ingest", "chain.featurize"},
-    "chain.images": {"storage", "chain.inputs", "chain.models", "chain.inference"},
+    **{base: {"core.", "spark.", "steps.", "faces.", "observe."} for base in BASE},
+    "core.": {"spark.", "steps.", "faces.", "observe."},
+    "spark.": {"steps.", "faces.", "observe."},
+    "steps.": {"faces."},
+    # the two steps never call each other: what both need is a building block
+    "steps.extraction": {"steps.recognition"},
+    "steps.recognition": {"steps.extraction"},
+    "observe.": {"spark.", "steps.", "faces."},
+    "core.inputs": {"core.backbones", "core.inference"},
+    "core.images": {"storage", "core.inputs", "core.backbones", "core.inference"},
 }
+#: What the launcher (tools/fruits_tools) may import from the runtime: light modules that import
+#: neither Spark nor TensorFlow, nor anything its own wheel does not install.
+LAUNCHER_MAY_IMPORT = {"helpers", "helpers.defaults", "helpers.config", "helpers.storage",
+                       "helpers.core.recipe", "helpers.faces.args"}  # fmt: skip
+
+
+def _spark_free() -> set[str]:
+    return {m for m in _modules() if m in BASE or m.startswith(SPARK_FREE_PACKAGES)} | {
+        "observe.plots"
+    }
 
 
 def _imports(path: Path) -> set[str]:
     """Every module a file imports, anywhere in its code (top level or lazily); names imported
-    from a package count as modules of it (``from helpers.chain import ingest``)."""
+    from a package count as modules of it (``from helpers.spark import ingest``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -73,12 +85,18 @@ def _helpers_imports(module: str) -> set[str]:
 
 def test_the_package_shows_its_parts():
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == {
-        "chain", "recognition", "observe",
+        "core", "spark", "steps", "faces", "observe",
     }  # fmt: skip
-    assert set(SPARK_FREE) <= set(_modules())
+    top = {m for m in _modules() if "." not in m}
+    assert top == BASE | {"__main__"}, "a module outside the layers"
 
 
-@pytest.mark.parametrize("module", sorted(SPARK_FREE))
+def test_every_module_is_in_a_layer_or_beside_them():
+    for module in _modules():
+        assert module in BASE | {"__main__"} or module.startswith((*LAYERS, "observe.")), module
+
+
+@pytest.mark.parametrize("module", sorted(_spark_free()))
 def test_spark_free_modules_import_no_spark(module):
     spark = {m for m in _imports(_modules()[module]) if m.split(".")[0] == "pyspark"}
     assert not spark, f"{module} imports {spark}"
@@ -95,8 +113,47 @@ def test_imports_flow_one_way(module):
 
 def test_nothing_imports_the_command_line():
     for module in _modules():
-        if module not in ("__main__", "cli"):
-            assert "cli" not in _helpers_imports(module), module
+        if module not in ("__main__", "faces.cli"):
+            assert "faces.cli" not in _helpers_imports(module), module
+
+
+def test_the_rules_catch_the_arrows_they_forbid():
+    """The rules themselves: an import the layers forbid is named (the three arrows mended in
+    this layout among them)."""
+
+    def bad(module: str, imported: str) -> bool:
+        return any(
+            _matches(module, rule) and any(_matches(imported, f) for f in forbidden)
+            for rule, forbidden in FORBIDDEN.items()
+        )
+
+    assert bad("core.inference", "observe.logs")  # pure inference reaching for logging setup
+    assert bad("steps.recognition", "steps.extraction")
+    assert bad("spark.featurize", "steps.extraction")
+    assert bad("storage", "core.backbones")
+    assert not bad("steps.recognition", "spark.featurize")
+    assert not _launcher_may_import("helpers.core.backbones")  # TensorFlow's module
+    assert not _launcher_may_import("helpers.spark.session")  # pyspark's
+
+
+def _launcher_may_import(module: str) -> bool:
+    return module.split(".")[0] != "helpers" or module in LAUNCHER_MAY_IMPORT
+
+
+@pytest.mark.parametrize("path", sorted(TOOLS.rglob("*.py")), ids=lambda p: p.name)
+def test_the_launcher_imports_only_light_runtime_modules(path):
+    heavy = {m for m in _imports(path) if not _launcher_may_import(m)}
+    assert not heavy, f"{path.name} imports {heavy}"
+
+
+@pytest.mark.parametrize("module", sorted(LAUNCHER_MAY_IMPORT - {"helpers"}))
+def test_the_launchers_runtime_modules_import_only_light_ones(module):
+    imported = {
+        m for m in _imports(_modules()[module.removeprefix("helpers.")]) if m.startswith("helpers.")
+    }
+    assert imported <= LAUNCHER_MAY_IMPORT | {"helpers._moved"}, imported
+    third_party = {m.split(".")[0] for m in _imports(_modules()[module.removeprefix("helpers.")])}
+    assert not third_party & {"pyspark", "tensorflow", "keras", "openvino", "numpy", "pandas"}
 
 
 def test_the_runtime_never_imports_the_tooling():
@@ -108,7 +165,7 @@ def test_the_runtime_never_imports_the_tooling():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["helpers", "predict", "no-such-photo.jpg", "--recognizer", "no-such-recognizer"],
+        ["helpers.faces", "predict", "no-such-photo.jpg", "--recognizer", "no-such-recognizer"],
         ["fruits_tools", "emr", "create", "--bucket", "fruits-example", "--dry-run"],
         ["fruits_tools", "s3", "ls"],
     ],
@@ -201,7 +258,7 @@ def test_the_runtime_wheel_holds_the_pipeline_only(wheels):
     import zipfile
 
     names = zipfile.ZipFile(wheels["fruits_helpers"]).namelist()
-    assert "helpers/chain/pipeline.py" in names and "helpers/recognition/recognize.py" in names
+    assert "helpers/steps/extraction.py" in names and "helpers/core/predict.py" in names
     assert not [n for n in names if n.startswith(("fruits_tools/", "tests/"))]
     assert not [n for n in names if n.rsplit("/", 1)[-1] in {"emr.py", "s3_staging.py"}]
 

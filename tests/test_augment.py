@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from helpers.recognition import augment, classify, clutter
+from helpers.core import augment
+from helpers.spark import classify, clutter
 
 SIZE = (96, 96)
 
@@ -126,7 +127,7 @@ def test_training_and_evaluation_background_photos_are_kept_apart(tmp_path):
 
 
 def test_a_bad_photo_is_a_readable_error():
-    from helpers.chain.images import ImageDecodeError
+    from helpers.core.images import ImageDecodeError
 
     with pytest.raises(ImageDecodeError, match="not an image"):
         augment.AugmentSpec().render(b"not a jpeg at all", "file:/x.jpg", 0, SIZE)

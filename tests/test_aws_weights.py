@@ -8,7 +8,7 @@ import pytest
 
 from fruits_tools import emr, s3_staging
 from helpers import config, storage
-from helpers.chain.models import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
 
 BUCKET = "fruits-weights"
 

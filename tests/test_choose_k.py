@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers.chain.reduce import choose_k, validate_threshold
+from helpers.spark.reduce import choose_k, validate_threshold
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_threshold_outside_unit_interval_is_refused(bad):
 def test_moments_merged_by_partition_equal_the_whole():
     """Partitions of any size (an empty one too), merged in any order, give the moments and
     the standardized covariance of the whole matrix, even far from the origin."""
-    from helpers.chain.reduce import Moments
+    from helpers.spark.reduce import Moments
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 6)) * [1, 2, 3, 4, 5, 6] + 1e6

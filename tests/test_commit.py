@@ -13,8 +13,9 @@ import boto3
 import pytest
 
 from helpers import storage
-from helpers.chain import ingest, pipeline
 from helpers.layout import OutputLayout
+from helpers.spark import ingest
+from helpers.steps import extraction as pipeline
 
 
 def _write(spark, uri: str, label: str, files: int) -> None:

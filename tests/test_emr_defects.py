@@ -18,12 +18,13 @@ import boto3
 import pytest
 
 from fruits_tools import emr, s3_staging
-from helpers import spark_session, storage
+from helpers import storage
+from helpers.spark import session as spark_session
 from tests.conftest import ROOT
 
 PROBE = textwrap.dedent(
     """
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
     spark = get_spark(None)
     print("MASTER=" + spark.sparkContext.master)
     spark.stop()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import storage
-from helpers.chain import images
-from helpers.chain.inference import featurize_batch, load_inference_fn
-from helpers.chain.models import build_model, get_backbone
+from helpers.core import images
+from helpers.core.backbones import build_model, get_backbone
+from helpers.core.inference import featurize_batch, load_inference_fn
 from tests import imagefactory as mk
 from tests.conftest import feature_matrix
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers.chain.images import ImageDecodeError, decode_rgb
+from helpers.core.images import ImageDecodeError, decode_rgb
 from tests import imagefactory as mk
 
 SIZE = (224, 224)
@@ -76,7 +76,7 @@ def test_bad_data_raises_a_readable_reason(data, reason):
 
 
 def test_probe_reads_the_header_only():
-    from helpers.chain.images import probe
+    from helpers.core.images import probe
 
     assert probe(mk.rgb_jpeg(120, 60)) == (120, 60, "RGB", "JPEG")
     assert probe(mk.huge_png_header(3000, 2000))[:2] == (3000, 2000)

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers.chain import ingest
+from helpers.spark import ingest
 from tests import imagefactory as mk
 
 pytestmark = pytest.mark.spark

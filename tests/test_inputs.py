@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import storage
-from helpers.chain import inputs
+from helpers.core import inputs
 from tests import hostile
 from tests import imagefactory as mk
 from tests.conftest import ROOT
@@ -258,7 +258,7 @@ def test_a_large_jpeg_is_decoded_in_bounded_memory(tmp_path):
     script = textwrap.dedent(
         f"""
         import resource
-        from helpers.chain import images, inputs
+        from helpers.core import images, inputs
         data = inputs.read_file({"file:" + photo.as_posix()!r})
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         pixels = images.decode_rgb(data, (224, 224))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from helpers import config
-from helpers.chain import models
-from helpers.chain.inference import featurize_batch, load_inference_fn
-from helpers.chain.models import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers.core import backbones as models
+from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers.core.inference import featurize_batch, load_inference_fn
 from tests import imagefactory as mk
 
 MOBILENET = get_backbone("mobilenet_v2")

@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 TWO_APPS = textwrap.dedent(
     """
     import sys, time
-    from helpers.spark_session import get_spark, jobs_named
+    from helpers.spark.jobs import jobs_named
+    from helpers.spark.session import get_spark
 
     def slow(batches):
         for batch in batches:

@@ -12,11 +12,12 @@ import sys
 
 import pytest
 
-from helpers import spark_session
+from helpers import config
 from helpers.observe import stagemetrics
+from helpers.spark import session as spark_session
 from tests.conftest import ROOT
 
-RUN = "import sys\nfrom helpers.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+RUN = "import sys\nfrom helpers.faces.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @pytest.mark.rehearsal
@@ -49,7 +50,7 @@ def test_sparkmeasure_measures_the_featurization_on_emrs_spark(tmp_path):
     report = json.loads((out / "run_report.json").read_text())
     assert report["spark_version"] == "3.5.6"
     measured = report["stage_metrics"]["featurize"]
-    assert measured["source"] == f"sparkMeasure {spark_session.SPARKMEASURE_VERSION}", measured
+    assert measured["source"] == f"sparkMeasure {config.SPARKMEASURE_VERSION}", measured
     assert measured["records_written"] == 12 and measured["stages"] >= 1
     assert measured["executor_run_time_ms"] > 0 and measured["executor_cpu_time_ms"] > 0
     assert measured["bytes_written"] > 0 and measured["jvm_gc_time_ms"] >= 0

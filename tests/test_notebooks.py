@@ -14,7 +14,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers.notebooks import CHECK_MARKER, PIPELINE_NOTEBOOKS, read_metrics, run_notebooks
+from helpers.faces.notebooks import CHECK_MARKER, PIPELINE_NOTEBOOKS, read_metrics, run_notebooks
 from helpers.observe import monitoring
 from tests.conftest import ROOT
 
@@ -157,7 +157,7 @@ LIVE_APP = textwrap.dedent(
     """
     import json, sys
     from helpers.observe import monitoring
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
     spark = get_spark("local[2]", app_name="live", conf={"spark.ui.port": "0"},
                       event_log_dir=sys.argv[1])
     assert spark.range(0, 1000, numPartitions=7).selectExpr("sum(id)").first()[0] == 499500
@@ -233,8 +233,10 @@ def test_augmented_recognizer_on_cluttered_photos(fruits_run, spark, mobilenet_w
     threshold at the rate the report gives."""
     import numpy as np
 
-    from helpers.recognition import augment, classify, showcase
-    from helpers.recognition.recognize import PhotoRecognizer
+    from helpers.core import augment
+    from helpers.core.predict import PhotoRecognizer
+    from helpers.faces import showcase
+    from helpers.spark import classify
 
     out, _ = fruits_run
     report = json.loads((out / "recognition_report.json").read_text())

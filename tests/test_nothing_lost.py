@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from helpers.chain import inputs, pipeline
-from helpers.chain.pipeline import RunParams
+from helpers.core import inputs
+from helpers.steps import extraction as pipeline
+from helpers.steps.extraction import RunParams
 from tests import hostile
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from helpers.chain import pipeline
-from helpers.chain.pipeline import RunParams
+from helpers.steps import extraction as pipeline
+from helpers.steps.extraction import RunParams
 from tests import imagefactory as mk
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -40,7 +40,7 @@ def test_successful_run_prints_no_stack_trace_and_logs_to_a_file(tmp_path):
     assert f"full log: {log}" in done.stderr
     # the file has what the console leaves out: Spark's INFO lines, the filtered warnings
     assert "INFO SparkContext: Running Spark version" in text
-    assert "helpers.chain.pipeline: stage featurize: done" in text
+    assert "helpers.steps.extraction: stage featurize: done" in text
     assert "INFO DAGScheduler: Job" in text
 
     # the featurization's stage metrics are in the report, whichever source measured them
@@ -55,7 +55,7 @@ STOP = textwrap.dedent(
     """
     import os, sys
     from pyspark import SparkContext
-    from helpers.spark_session import get_spark, stop_if_owned
+    from helpers.spark.session import get_spark, stop_if_owned
     tmp = sys.argv[1]
     spark = get_spark("local[1]", app_name="stop", conf={
         "spark.ui.enabled": "false", "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={tmp}",

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from helpers.chain import reduce
-from helpers.recognition import arrays, classify, clustering, maps
-from helpers.recognition.recognize import PhotoRecognizer
+from helpers.core import arrays
+from helpers.core.predict import PhotoRecognizer
+from helpers.spark import classify, clustering, maps, reduce
 from tests.conftest import ROOT
 
 # the 960 real images featurized through Spark: the full suite's, not the fast tier's
@@ -108,7 +108,7 @@ def test_predict_matches_spark_for_a_recognizer_made_in_fast_mode(
 ):
     """Features at 128 through OpenVINO in Spark -> recognizer; ``predict`` rebuilds the same
     runtime and size from recognizer.json and gives Spark's probabilities within 1e-5."""
-    from helpers.chain.models import FeatureSpec
+    from helpers.core.backbones import FeatureSpec
     from tests.conftest import featurize_to_pandas
 
     spec = FeatureSpec(input_size=128, runtime="openvino")
@@ -189,7 +189,7 @@ def test_kmeans_clusters_agree_with_labels(features_df):
 PREDICT_IN_PROCESS = textwrap.dedent(
     """
     import json, sys
-    from helpers.recognition.recognize import predict
+    from helpers.core.predict import predict
     answers = predict(sys.argv[3:], sys.argv[1], weights=sys.argv[2])
     print(json.dumps({"spark_imported": any(m.startswith("pyspark") for m in sys.modules),
                       "answers": [a.as_dict() for a in answers]}))

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
+from helpers.core import arrays
 from helpers.observe import plots
-from helpers.recognition import arrays, classify, clustering, maps
+from helpers.spark import classify, clustering, maps
 
 
 def _table(clusters, labels) -> pd.DataFrame:
@@ -160,7 +161,7 @@ def test_cluster_panels_have_their_own_colours_and_a_legend_naming_each_cluster(
     ],
 )
 def test_recognition_parameters_are_checked_before_any_work(settings, message):
-    from helpers.recognition.engine import RecognitionParams
+    from helpers.steps.recognition import RecognitionParams
 
     with pytest.raises(ValueError, match=re.escape(message)):
         RecognitionParams("output", **settings).validate()
@@ -171,7 +172,7 @@ def test_upload_box_without_ipywidgets_is_a_note(monkeypatch):
     """The cluster's environment has no ipywidgets: notebook 05 still runs there headless."""
     import sys
 
-    from helpers.recognition import showcase
+    from helpers.faces import showcase
 
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import fails as when not installed
     note = showcase.upload_box(recognizer=None)
@@ -181,7 +182,7 @@ def test_upload_box_without_ipywidgets_is_a_note(monkeypatch):
 def test_upload_box_is_an_upload_button_with_ipywidgets():
     import ipywidgets
 
-    from helpers.recognition import showcase
+    from helpers.faces import showcase
 
     box = showcase.upload_box(recognizer=None)
     assert isinstance(box, ipywidgets.VBox)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pyspark.sql import types as T
 
-from helpers.chain.reduce import Projection, choose_k, fit_reduction
+from helpers.spark.reduce import Projection, choose_k, fit_reduction
 from tests.conftest import feature_matrix
 
 # the 960 real images featurized through Spark: the full suite's, not the fast tier's
@@ -91,7 +91,7 @@ def test_saved_reduction_projects_the_same_after_loading(features_df, tmp_path):
     """Saved and loaded with Spark ML persistence (public APIs only): same numbers."""
     from pyspark.ml import PipelineModel
 
-    from helpers.chain.reduce import project
+    from helpers.spark.reduce import project
 
     reduction = fit_reduction(features_df, k=7)
     reduction.model.write().overwrite().save(str(tmp_path / "model"))
@@ -108,7 +108,7 @@ def test_an_earlier_release_model_still_projects_the_same(features_df, numpy_pca
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import StandardScaler
 
-    from helpers.chain.reduce import PCA_COL, VECTOR_COL, as_vectors, project
+    from helpers.spark.reduce import PCA_COL, VECTOR_COL, as_vectors, project
 
     z, _, vt = numpy_pca
     scaler = StandardScaler(inputCol=VECTOR_COL, outputCol="_scaled", withMean=True, withStd=True)
@@ -137,7 +137,7 @@ def test_job_names_keep_a_notebook_servers_group_and_reach_worker_threads(spark)
     and threads started through ``inheritable`` carry both."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from helpers.spark_session import inheritable, jobs_named
+    from helpers.spark.jobs import inheritable, jobs_named
 
     sc = spark.sparkContext
     sc.setJobGroup("cell-7", "a notebook cell")

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers.chain import pipeline
-from helpers.chain.pipeline import RunParams
+from helpers.steps import extraction as pipeline
+from helpers.steps.extraction import RunParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from helpers import config, defaults
-from helpers.chain import inference, runtimes
-from helpers.chain.models import BACKBONES, FeatureSpec, get_backbone
-from helpers.recognition import recognize
+from helpers.core import inference, runtimes
+from helpers.core import predict as recognize
+from helpers.core.backbones import BACKBONES, FeatureSpec, get_backbone
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -165,8 +165,8 @@ def test_openvino_workers_never_import_tensorflow(fruits_sample, mobilenet_weigh
     code = (
         "import json, sys, time\n"
         "started = time.perf_counter()\n"
-        "from helpers.chain import inference\n"
-        "from helpers.chain.models import FeatureSpec\n"
+        "from helpers.core import inference\n"
+        "from helpers.core.backbones import FeatureSpec\n"
         "spec = FeatureSpec(input_size=128, runtime='openvino')\n"
         f"infer = inference.load_inference_fn(spec, {str(ir)!r}, 1)\n"
         f"photo = open({str(photo)!r}, 'rb').read()\n"
@@ -196,9 +196,9 @@ def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
 
     code = (
         "import json, sys\n"
-        "from helpers.spark_session import get_spark\n"
-        "from helpers.chain import featurize\n"
-        "from helpers.chain.models import FeatureSpec\n"
+        "from helpers.spark.session import get_spark\n"
+        "from helpers.spark import featurize\n"
+        "from helpers.core.backbones import FeatureSpec\n"
         "spark = get_spark('local[2]')\n"
         "def probe(batches):\n"
         "    import pandas as pd, sys\n"

@@ -7,7 +7,7 @@ import pytest
 
 from fruits_tools import s3_staging
 from helpers import storage
-from helpers.chain import report
+from helpers.core import report
 
 BUCKET = "fruits-test-bucket"
 

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from fruits_tools import s3_staging
-from helpers.chain import inputs
+from helpers.core import inputs
 from tests import emr_box, hostile
 from tests.conftest import ROOT
 
@@ -157,7 +157,7 @@ KILL_PROBE = textwrap.dedent(
     import sys, time
     from helpers import storage
     from helpers.layout import OutputLayout
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
     out, label, files = sys.argv[1], sys.argv[2], int(sys.argv[3])
     # one copy at a time: the commit lasts long enough for the test to kill it half-way
     storage._S3_COPY_THREADS = 1
@@ -215,7 +215,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
         """
         import sys
         from helpers import storage
-        from helpers.spark_session import get_spark
+        from helpers.spark.session import get_spark
         spark = get_spark("local[1]")
         print("RECOVERED", storage.recover_commits(sys.argv[1]))
         frame = spark.read.parquet(sys.argv[1] + "/data")
@@ -268,8 +268,8 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
             f"""
             import sys
             import boto3
-            from helpers import cli
-            from helpers.chain import inputs
+            from helpers.faces import cli
+            from helpers.core import inputs
             from tests import hostile
 
             listed = inputs.write_listing

@@ -17,9 +17,10 @@ SCENARIO = textwrap.dedent(
     import json, sys, threading, time
     from pathlib import Path
     import numpy as np, psutil
-    from helpers.chain import featurize, inference, ingest
-    from helpers.chain.models import get_backbone, resolve_weights
-    from helpers.spark_session import get_spark
+    from helpers.core import inference
+    from helpers.spark import featurize, ingest
+    from helpers.core.backbones import get_backbone, resolve_weights
+    from helpers.spark.session import get_spark
     from tests.standalone import standalone_cluster
 
     data, out = Path(sys.argv[1]), sys.argv[2]

@@ -286,7 +286,7 @@ def _assemble(app_id, app_name, jobs, stages, tasks, executors) -> AppMetrics:
     stage_df["duration_s"] = (stage_df["completed_ms"] - stage_df["submitted_ms"]) / 1000
     stage_of_job = {s: j["job_id"] for j in jobs for s in j.get("stage_ids", [])}
     stage_df["job_id"] = stage_df["stage_id"].map(stage_of_job)
-    # what the stage did: its job's description (set by helpers.spark_session.jobs_named)
+    # what the stage did: its job's description (set by helpers.spark.session.jobs_named)
     job_text = {j["job_id"]: j.get("description") or "" for j in jobs}
     stage_df["description"] = stage_df["description"].fillna(stage_df["job_id"].map(job_text))
     stage_df["description"] = stage_df["description"].fillna("")

@@ -3,7 +3,7 @@ time, GC, bytes and records read and written, shuffle.
 
 Collected live by sparkMeasure (the PyPI ``sparkmeasure`` package and its jar,
 ``ch.cern.sparkmeasure:spark-measure_<scala>``, on the driver's class path:
-:func:`helpers.spark_session.sparkmeasure_jar` finds it for sessions built on this machine).
+:func:`helpers.spark.session.sparkmeasure_jar` finds it for sessions built on this machine).
 Without the jar, a one-line note says so and the same sums come from Spark's own monitoring REST
 API (the running UI's stages), when the UI is on.
 """
@@ -16,7 +16,7 @@ import urllib.request
 
 from pyspark.sql import SparkSession
 
-from helpers.spark_session import ENV_SPARKMEASURE_JAR, SPARKMEASURE_VERSION
+from helpers.config import ENV_SPARKMEASURE_JAR, SPARKMEASURE_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -277,7 +277,7 @@ def _weights(args: argparse.Namespace) -> Path | None:
         if not Path(args.weights).is_file():
             raise FileNotFoundError(f"weights file not found: {args.weights}")
         return Path(args.weights)
-    from helpers.chain.models import WeightsNotFoundError, get_backbone, resolve_weights
+    from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
 
     try:
         return Path(resolve_weights(get_backbone("mobilenet_v2"), "imagenet", download=False))
@@ -306,9 +306,7 @@ def _steps(args: argparse.Namespace, spec, launcher) -> list[dict]:
 def _jars() -> list[Path]:
     """The jars to stage: sparkMeasure's build for EMR 7's Spark (Scala 2.12), from ``make
     jars``'s cache; without it the steps run and their reports say the metrics are missing."""
-    from helpers.spark_session import sparkmeasure_jar
-
-    jar = sparkmeasure_jar(scala="2.12")
+    jar = config.cached_sparkmeasure_jar("2.12")
     if jar is None:
         print(
             "(sparkMeasure's jar for Scala 2.12 not found: run make jars to stage it; "

@@ -224,7 +224,7 @@ def check_chain_args(command: str, args: Sequence[str]) -> None:
     import contextlib
     import io
 
-    from helpers.cli import build_parser
+    from helpers.faces.cli import build_parser
 
     for option in LAUNCHER_OPTIONS[command]:
         if any(a == option or a.startswith(option + "=") for a in args):

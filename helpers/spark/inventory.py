@@ -1,6 +1,6 @@
 """What a dataset holds: images per label and split, sizes, unreadable files, thumbnails.
 
-Files are read by path in the Python workers (:func:`helpers.chain.inputs.read_file`).
+Files are read by path in the Python workers (:func:`helpers.core.inputs.read_file`).
 
 Everything returned to the driver is small (one row per label, a bounded list of failures, a
 few thumbnails); the per-image work stays in Spark.
@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from helpers.chain import images, inputs
+from helpers.core import images, inputs
 
 HEADER_SCHEMA = T.StructType(
     [

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from helpers import defaults
-from helpers.chain.reduce import as_vectors
+from helpers.spark.reduce import as_vectors
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, layout, storage
-from helpers.chain import featurize, ingest, inputs, inventory, reduce, report
-from helpers.chain.models import FeatureSpec, resolve_weights
+from helpers.core import inputs, report
+from helpers.core.backbones import FeatureSpec, resolve_weights
 from helpers.layout import OutputLayout
 from helpers.observe import plots, progress, stagemetrics
-from helpers.spark_session import get_spark, inheritable, jobs_named
+from helpers.spark import featurize, ingest, inventory, reduce
+from helpers.spark.jobs import inheritable, jobs_named
+from helpers.spark.session import get_spark
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class RunParams:
         """The weight file, looked up once (None for random weights).
 
         Raises:
-            helpers.chain.models.WeightsNotFoundError: no such file, and none to download.
+            helpers.core.backbones.WeightsNotFoundError: no such file, and none to download.
         """
         if self._weights_file is _UNRESOLVED:
             self._weights_file = resolve_weights(self.spec().backbone, self.weights)
@@ -132,8 +134,8 @@ def run(
 
     Raises:
         ValueError: a bad parameter (named in the message).
-        helpers.chain.ingest.InputError: missing or empty input, or no readable image.
-        helpers.chain.models.WeightsNotFoundError: no pretrained weights available.
+        helpers.spark.ingest.InputError: missing or empty input, or no readable image.
+        helpers.core.backbones.WeightsNotFoundError: no pretrained weights available.
     """
     started = time.perf_counter()
     extraction = extract_features(params, spark, progress=progress)
@@ -287,7 +289,7 @@ def features_manifest(params: RunParams, weights_path: str | None, spark_version
     match, kept inside ``features/`` (:meth:`helpers.layout.OutputLayout.write_manifest`)."""
     spec = params.spec()
     if spec.runtime == "openvino":
-        from helpers.chain import runtimes
+        from helpers.core import runtimes
 
         precision, reason = runtimes.effective_precision(spec.precision)
         if reason:

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from helpers import defaults
-from helpers.recognition.classify import rank_within_label
+from helpers.spark.classify import rank_within_label
 
 #: Principal components fed to t-SNE (the usual advice: reduce to ~50 first).
 TSNE_INPUT_DIMS = 50
@@ -27,7 +27,7 @@ def stratified_sample(
     label_col: str = "label",
 ) -> DataFrame:
     """At most ``ceil(max_points / labels)`` rows of each label, the first of
-    :func:`helpers.recognition.classify.rank_within_label` (repeatable), so small classes are
+    :func:`helpers.spark.classify.rank_within_label` (repeatable), so small classes are
     not drowned out by big ones."""
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")

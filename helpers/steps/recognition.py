@@ -3,7 +3,7 @@
 Reads ``<output>/features/`` and ``<output>/reduced/`` (notebooks 02 and 03) and writes:
 
 - ``recognizer/``  scaler + PCA + classifier fitted on the training rows (see
-  :mod:`helpers.recognition.classify`), what ``python -m helpers predict`` loads;
+  :mod:`helpers.spark.classify`), what ``python -m helpers predict`` loads;
 - ``recognition_report.json``  split, accuracy, macro-F1, per-class scores, top confusions,
   clustering scores;
 - ``confusion_matrix.png`` and ``maps.png``.
@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, storage
-from helpers.chain import ingest, reduce, report
-from helpers.chain.models import FeatureSpec, WeightsNotFoundError, resolve_weights
+from helpers.core import augment, report
+from helpers.core.backbones import FeatureSpec, WeightsNotFoundError, resolve_weights
 from helpers.layout import (
     CLUTTERED,
     CONFUSION_FIGURE,
@@ -36,8 +36,8 @@ from helpers.layout import (
     OutputLayout,
 )
 from helpers.observe import plots
-from helpers.recognition import augment, classify, clustering, clutter, maps
-from helpers.spark_session import jobs_named
+from helpers.spark import classify, clustering, clutter, ingest, maps, reduce
+from helpers.spark.jobs import jobs_named
 
 log = logging.getLogger(__name__)
 

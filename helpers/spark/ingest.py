@@ -1,6 +1,6 @@
 """The listed input as Spark DataFrames: the images to read, and every entry's outcome.
 
-The input is listed once on the driver (:mod:`helpers.chain.inputs`: every name, local or S3) and
+The input is listed once on the driver (:mod:`helpers.core.inputs`: every name, local or S3) and
 written as a small Parquet file; Spark reads that file and spreads the images over tasks, whose
 Python workers read the files themselves. Nothing here opens an image.
 """
@@ -14,8 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from helpers import storage
-from helpers.chain import inputs
-from helpers.chain.inputs import InputError, ListingSummary
+from helpers.core import inputs
+from helpers.core.inputs import InputError, ListingSummary
 
 __all__ = ["IMAGE_COLUMNS", "InputError", "Listed", "images_of", "list_images", "outcome_counts"]
 

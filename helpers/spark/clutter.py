@@ -22,9 +22,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from helpers import defaults, storage
-from helpers.chain import featurize
-from helpers.chain.models import FeatureSpec
-from helpers.recognition import augment
+from helpers.core import augment
+from helpers.core.backbones import FeatureSpec
+from helpers.spark import featurize
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ClutterParams:
         return self
 
     def specs(self, photos: list[str]) -> tuple[augment.AugmentSpec, augment.AugmentSpec]:
-        """The training and the evaluation :class:`~helpers.recognition.augment.AugmentSpec`.
+        """The training and the evaluation :class:`~helpers.core.augment.AugmentSpec`.
 
         Raises:
             ValueError: a background photo is one of ``photos`` (the dataset's), or the two
@@ -144,7 +144,7 @@ def featurize_rows(
     batch_size: int = defaults.BATCH_SIZE,
 ) -> DataFrame:
     """Features of the pictures of :func:`plan`'s rows, made by the matching spec's
-    ``render`` inside the features' UDF (:func:`helpers.chain.featurize.add_features`)."""
+    ``render`` inside the features' UDF (:func:`helpers.spark.featurize.add_features`)."""
     parts = []
     for part, made_by in zip(rows, specs):
         partitions = max(1, part.sparkSession.sparkContext.defaultParallelism)

@@ -1,7 +1,7 @@
-"""CNN features of image bytes with TensorFlow or OpenVINO (:mod:`helpers.chain.runtimes`),
+"""CNN features of image bytes with TensorFlow or OpenVINO (:mod:`helpers.core.runtimes`),
 no Spark: the code the Spark UDF
-(:mod:`helpers.chain.featurize`) runs in its workers and the photo recognizer
-(:mod:`helpers.recognition.recognize`) runs in one process, so both compute the same numbers.
+(:mod:`helpers.spark.featurize`) runs in its workers and the photo recognizer
+(:mod:`helpers.core.predict`) runs in one process, so both compute the same numbers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from helpers.chain import images, inputs
-from helpers.chain.models import Backbone, FeatureSpec, build_model
+from helpers.core import images, inputs
+from helpers.core.backbones import Backbone, FeatureSpec, build_model
 
 
 def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_threads: int = 0):
@@ -29,7 +29,7 @@ def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_thread
     if isinstance(spec, str):
         spec = FeatureSpec(spec)
     if spec.runtime == "openvino":
-        from helpers.chain import runtimes
+        from helpers.core import runtimes
 
         if model_file is None or not str(model_file).endswith(".xml"):
             model_file = str(runtimes.openvino_ir(spec.backbone, model_file))
@@ -41,7 +41,7 @@ def import_runtime(spec: FeatureSpec) -> None:
     """Import the spec's runtime library without building a model: what a Spark worker can do
     before the model file reaches it (TensorFlow's import alone takes seconds)."""
     if spec.runtime == "openvino":
-        from helpers.chain import runtimes
+        from helpers.core import runtimes
 
         runtimes.import_openvino()
     else:
@@ -55,7 +55,7 @@ def _import_tensorflow():
     # sizes"). A process that imported TensorFlow already keeps its kernels; an explicit
     # setting by the user wins.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    from helpers.observe.logs import import_tensorflow
+    from helpers.core.quiet_tf import import_tensorflow
 
     return import_tensorflow()  # without its start-up INFO lines, in workers and `predict`
 
@@ -106,7 +106,7 @@ def featurize_paths(
     :func:`featurize_batch`; a file that cannot be read gets the reason in ``error``.
 
     With ``render`` (``(bytes | None, path, copy, size) -> RGB array``, e.g.
-    :meth:`helpers.recognition.augment.AugmentSpec.render`), each file is turned into the
+    :meth:`helpers.core.augment.AugmentSpec.render`), each file is turned into the
     picture ``render`` makes of it, ``copies`` giving each row's copy number; a None path
     renders a picture without a photo.
 

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from helpers import defaults
-from helpers.spark_session import jobs_named
+from helpers.spark.jobs import jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -331,5 +331,5 @@ def project(
 
 
 def load_reduction_model(uri: str) -> PipelineModel:
-    """Load a scaler + PCA saved by :func:`helpers.chain.pipeline.run`."""
+    """Load a scaler + PCA saved by :func:`helpers.steps.extraction.run`."""
     return PipelineModel.load(uri)

@@ -2,7 +2,7 @@
 
 The weight file (or, for OpenVINO, the model converted on the driver) goes to the executors
 once (``SparkContext.addFile``); each Python worker builds the model once (module-level cache,
-``spark.python.worker.reuse``), reads its files by path (:func:`helpers.chain.inputs.read_file`:
+``spark.python.worker.reuse``), reads its files by path (:func:`helpers.core.inputs.read_file`:
 any name, local or S3) and streams batches through it. Files that cannot be read or decoded
 become rows with ``features = null`` and an ``error`` reason.
 """
@@ -20,9 +20,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from helpers import defaults, storage
-from helpers.chain import inference
-from helpers.chain.models import FeatureSpec, resolve_weights
-from helpers.spark_session import default_parallelism, inheritable, jobs_named
+from helpers.core import inference
+from helpers.core.backbones import FeatureSpec, resolve_weights
+from helpers.spark.jobs import default_parallelism, inheritable, jobs_named
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def ship_model(spark: SparkSession, spec: FeatureSpec, weights_path: str | None)
     converted model (converted here once, cached) for OpenVINO. Returns the file name."""
     if spec.runtime != "openvino":
         return ship_weights(spark, weights_path)
-    from helpers.chain import runtimes
+    from helpers.core import runtimes
 
     ir = runtimes.openvino_ir(spec.backbone, weights_path)
     ship_weights(spark, str(ir.with_suffix(".bin")))  # found beside the .xml by OpenVINO
@@ -124,7 +124,7 @@ def warm_workers(spark: SparkSession, spec: FeatureSpec) -> Future:
     slots = default_parallelism(spark)
 
     def warm(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from helpers.chain import inference as worker_inference
+        from helpers.core import inference as worker_inference
 
         worker_inference.import_runtime(spec)
         yield from batches
@@ -169,14 +169,14 @@ def add_features(
     """Add ``features`` (array<float>) and ``error`` (string) to listed images.
 
     Args:
-        images_df: rows with a ``path`` (as from :func:`helpers.chain.ingest.list_images`).
+        images_df: rows with a ``path`` (as from :func:`helpers.spark.ingest.list_images`).
         spec: backbone, input size, runtime and precision (a backbone name: its defaults).
         weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
         batch_size: images per model call inside a worker.
         tf_threads: inference threads per worker; default one task's cores.
         render: features of the picture ``render(bytes | None, path, copy, size)`` makes of
             each row's file instead of the file itself (cluttered copies,
-            :mod:`helpers.recognition.augment`); rows then need ``copy_col``, and a null path
+            :mod:`helpers.core.augment`); rows then need ``copy_col``, and a null path
             renders a picture without a photo.
 
     The result is lazy: nothing runs until it is written or counted.

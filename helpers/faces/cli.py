@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from helpers import config, defaults
-from helpers.chain.models import BACKBONES, WeightsNotFoundError
+from helpers.core.backbones import BACKBONES, WeightsNotFoundError
 
 USER_ERRORS = (ValueError, FileNotFoundError, WeightsNotFoundError)
 
@@ -266,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers.chain import inputs
-    from helpers.chain.pipeline import RunParams, run
+    from helpers.core import inputs
     from helpers.layout import PCA_REPORT, RUN_REPORT, OutputLayout
     from helpers.observe import logs
-    from helpers.spark_session import get_spark, stop_if_owned
+    from helpers.spark.session import get_spark, stop_if_owned
+    from helpers.steps.extraction import RunParams, run
 
     params = RunParams(
         input_uri=args.input,
@@ -320,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
 def _notebooks(args: argparse.Namespace) -> int:
     import yaml
 
-    from helpers.notebooks import run_notebooks
+    from helpers.faces.notebooks import run_notebooks
 
     parameters: dict = {}
     if args.parameters_file:
@@ -337,8 +337,8 @@ def _notebooks(args: argparse.Namespace) -> int:
 def _recognize(args: argparse.Namespace) -> int:
     from helpers import storage
     from helpers.layout import RECOGNITION_REPORT
-    from helpers.recognition.engine import RecognitionParams, run_recognition
-    from helpers.spark_session import get_spark
+    from helpers.spark.session import get_spark
+    from helpers.steps.recognition import RecognitionParams, run_recognition
 
     params = RecognitionParams(
         args.output,
@@ -381,8 +381,8 @@ def _predict(args: argparse.Namespace) -> int:
     # TensorFlow's start-up chatter would bury the answers
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from helpers import storage
+    from helpers.core.predict import PhotoRecognizer
     from helpers.layout import RECOGNIZER
-    from helpers.recognition.recognize import PhotoRecognizer
 
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage
 
-from helpers.chain import images
+from helpers.core import images
 
 #: Background families the recognizer trains on, and the ones kept for its evaluation.
 TRAIN_FAMILIES = ("gradient", "plasma", "shapes", "stripes")
@@ -84,7 +84,7 @@ class AugmentSpec:
         RGB uint8 array of ``size`` (width, height).
 
         Raises:
-            helpers.chain.images.ImageDecodeError: the photo (or a background photo) cannot
+            helpers.core.images.ImageDecodeError: the photo (or a background photo) cannot
                 be decoded.
         """
         rng = self.rng(path, copy)
@@ -105,7 +105,7 @@ class AugmentSpec:
     def _photo(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
         name = self.photo_backgrounds[int(rng.integers(len(self.photo_backgrounds)))]
         if name not in self._photo_cache:
-            from helpers.chain import inputs
+            from helpers.core import inputs
 
             self._photo_cache[name] = _load_photo(inputs.read_file(name))
         return random_crop(self._photo_cache[name], rng, size)
@@ -367,7 +367,7 @@ def list_backgrounds(folder: str | None) -> tuple[str, ...]:
     if not folder:
         return ()
     from helpers import storage
-    from helpers.chain import inputs
+    from helpers.core import inputs
 
     found = tuple(
         sorted(e.path for e in inputs.scan(folder) if e.ignored is None and e.error is None)

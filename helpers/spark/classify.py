@@ -7,7 +7,7 @@ rows only: the test rows never influence the model they are scored with.
 Saved layout (``save_recognizer``)::
 
     <uri>/pipeline/        Spark ML PipelineModel: standardize + PCA, classifier, IndexToString
-    <uri>/model.npz        the same model as plain arrays (:mod:`helpers.recognition.arrays`)
+    <uri>/model.npz        the same model as plain arrays (:mod:`helpers.core.arrays`)
     <uri>/recognizer.json  backbone, labels, classifier, k: what a reader needs besides the model
 """
 
@@ -31,8 +31,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from helpers import defaults, storage
-from helpers.chain import reduce
-from helpers.recognition.arrays import ARRAYS_FILE, META_FILE, PIPELINE_DIR, RecognizerArrays
+from helpers.core.arrays import ARRAYS_FILE, META_FILE, PIPELINE_DIR, RecognizerArrays
+from helpers.spark import reduce
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def fit_recognizer(
             softmax output) on the PCA components, or ``"logistic_regression_full"`` on every
             component that varies (a rotation of the standardized features: the full features,
             in a form the saved pipeline and ``predict`` already apply).
-        k, variance_threshold: PCA size, as in :func:`helpers.chain.reduce.fit_reduction`.
+        k, variance_threshold: PCA size, as in :func:`helpers.spark.reduce.fit_reduction`.
         model_name: the backbone that produced the features, recorded for prediction.
     """
     if classifier not in defaults.HEADS:

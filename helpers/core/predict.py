@@ -1,9 +1,9 @@
 """ "What fruit is this?" for photos on disk or S3, without Spark.
 
-:class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.recognition.classify`) and
+:class:`PhotoRecognizer` loads a saved recognizer (:mod:`helpers.spark.classify`) and
 the CNN once, then answers photos in batches: the same decoding and features as the Spark job
-(:func:`helpers.chain.inference.featurize_batch`), then the saved scaler + PCA + classifier
-applied with NumPy (:mod:`helpers.recognition.arrays`). A photo that cannot be read
+(:func:`helpers.core.inference.featurize_batch`), then the saved scaler + PCA + classifier
+applied with NumPy (:mod:`helpers.core.arrays`). A photo that cannot be read
 gets an error of its own; the others are still answered.
 """
 
@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers import defaults, storage
-from helpers.chain import images, inference
-from helpers.chain.models import FeatureSpec, resolve_weights
-from helpers.recognition import arrays
+from helpers.core import arrays, images, inference
+from helpers.core.backbones import FeatureSpec, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class PhotoRecognizer:
         allow_mismatch: bool = False,
     ):
         """Load ``<recognizer_uri>/recognizer.json`` and ``model.npz`` (local or s3://) and
-        build the CNN named there with ``weights`` (:func:`helpers.chain.models.resolve_weights`),
+        build the CNN named there with ``weights`` (:func:`helpers.core.backbones.resolve_weights`),
         at the input size, runtime and precision the recognizer's features were made with.
 
         ``runtime`` or ``precision`` other than those is refused (its features would not be

@@ -1,5 +1,5 @@
 """ "What fruit is this" in a notebook: one photo answered, and cluttered test pictures with
-their answers, both through :class:`helpers.recognition.recognize.PhotoRecognizer` (the code
+their answers, both through :class:`helpers.core.predict.PhotoRecognizer` (the code
 path of ``python -m helpers predict``).
 """
 
@@ -11,9 +11,8 @@ import numpy as np
 from PIL import Image
 
 from helpers import storage
-from helpers.chain import images
-from helpers.recognition import augment
-from helpers.recognition.recognize import PhotoRecognizer, Prediction
+from helpers.core import augment, images
+from helpers.core.predict import PhotoRecognizer, Prediction
 
 
 def answer_photo(recognizer: PhotoRecognizer, photo: str | bytes, name: str = "photo"):

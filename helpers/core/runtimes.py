@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from helpers import config, storage
-from helpers.chain.models import Backbone, build_model
+from helpers.core.backbones import Backbone, build_model
 
 log = logging.getLogger(__name__)
 

@@ -13,23 +13,14 @@ import logging
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from helpers import defaults
+from helpers import config, defaults
+from helpers.spark.logconf import TF_QUIET_ENV, driver_java_options, quiet_child_processes
 
 log = logging.getLogger(__name__)
-
-#: TensorFlow's C++ INFO lines off in every process that imports it (the driver, Spark's Python
-#: workers); the same as helpers.observe.logs.QUIET_ENV, which this core module may not import.
-TF_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-# Before any JVM or Python worker starts: they inherit this process's environment.
-for _key, _value in TF_QUIET_ENV.items():
-    os.environ.setdefault(_key, _value)
 
 
 # Applications started by get_spark (not by a notebook kernel or EMR), which we may stop.
@@ -79,6 +70,7 @@ def get_spark(
 
     An existing session (EMR Studio, a notebook kernel, a test fixture) is returned as is.
     """
+    quiet_child_processes()
     active = SparkSession.getActiveSession()
     if active is not None:
         log.info("Using the existing Spark session (master %s)", active.sparkContext.master)
@@ -104,7 +96,13 @@ def get_spark(
     # machine; one given by $FRUITS_SPARKMEASURE_JAR for a session on a cluster whose JVM this
     # process starts (EMR's notebooks step names the staged copy for its YARN kernels). Under
     # spark-submit the JVM runs already: there it comes with --jars.
-    jar = sparkmeasure_jar() if our_log4j else None if submitted else explicit_sparkmeasure_jar()
+    jar = (
+        sparkmeasure_jar()
+        if our_log4j
+        else None
+        if submitted
+        else config.explicit_sparkmeasure_jar()
+    )
     if jar is not None:
         given = (conf or {}).get("spark.jars", "")
         settings["spark.jars"] = ",".join(j for j in (given, str(jar)) if j)
@@ -144,81 +142,6 @@ def get_spark(
     return spark
 
 
-#: Spark warnings that say nothing wrong about a run on this machine, filtered at the console
-#: by their message (the log file keeps them).
-HARMLESS_SPARK_WARNINGS = {
-    # the host name resolves to 127.0.0.1 (containers, laptops): Spark picks the right address
-    "loopback": r".*resolves to a loopback address.*",
-    "local-ip": r"Set SPARK_LOCAL_IP if you need to bind to another address",
-    # another Spark application (a notebook kernel, a test) holds port 4040: the UI takes 4041
-    "ui-port": r"Service '\w+' could not bind on port \d+\. Attempting port \d+\.",
-    # Spark ML's model writer ships the PCA matrix inside a task; it is a few MB at most
-    "task-size": r"Stage \d+ contains a task of very large size.*",
-    # Spark ML without a native BLAS (none is installed): it uses its Java implementation
-    "blas": r"Failed to load implementation from:\s*dev\.ludovic\.netlib\..*",
-    # the same weight file shipped again to the same session (the recognizer's cluttered
-    # pictures after the features): Spark keeps the one it has, which is that file
-    "same-file": r"The path .* has been added already\. Overwriting of added paths is not .*",
-}
-
-
-def log4j2_xml(spark_log: Path | None) -> str:
-    """log4j2 configuration of the driver JVM: console at WARN minus the harmless warnings,
-    ``spark_log`` (if given) at INFO."""
-    from xml.sax.saxutils import quoteattr
-
-    pattern = quoteattr("%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex")
-    harmless = "".join(
-        f'<RegexFilter regex={quoteattr(regex)} onMatch="DENY" onMismatch="NEUTRAL"/>'
-        for regex in HARMLESS_SPARK_WARNINGS.values()
-    )
-    file_appender = (
-        f'<File name="file" fileName={quoteattr(str(spark_log))}>'
-        f"<PatternLayout pattern={pattern}/></File>"
-        if spark_log is not None
-        else ""
-    )
-    file_ref = '<AppenderRef ref="file"/>' if spark_log is not None else ""
-    # Quieter than INFO in the file too: these log every block, file and generated class.
-    quieter = {"org.apache.hadoop.util.NativeCodeLoader": "error", "org.sparkproject.jetty": "warn",
-               "org.apache.parquet": "warn", "org.apache.hadoop": "warn",
-               "org.apache.spark.sql.catalyst.expressions.codegen": "warn",
-               "org.apache.spark.storage.BlockManagerInfo": "warn"}  # fmt: skip
-    # PySpark's driver counts as a shell: given its logger at the root's level, Spark keeps our
-    # console filters instead of adding its own and printing "Setting default log level".
-    quieter["org.apache.spark.api.python.PythonGatewayServer"] = "info"
-    loggers = "".join(f'<Logger name="{name}" level="{level}"/>' for name, level in quieter.items())
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Configuration status="error"><Appenders>'
-        f'<Console name="console" target="SYSTEM_ERR"><PatternLayout pattern={pattern}/>'
-        f'<Filters><ThresholdFilter level="warn" onMatch="NEUTRAL" onMismatch="DENY"/>{harmless}'
-        f"</Filters></Console>{file_appender}</Appenders><Loggers>{loggers}"
-        f'<Root level="info"><AppenderRef ref="console"/>{file_ref}</Root>'
-        "</Loggers></Configuration>\n"
-    )
-
-
-def driver_java_options(spark_log: Path | None) -> str:
-    """``spark.driver.extraJavaOptions`` that load :func:`log4j2_xml` (written once per
-    content to the temporary folder)."""
-    import hashlib
-
-    text = log4j2_xml(spark_log)
-    folder = Path(tempfile.gettempdir()) / "fruits-log4j2"
-    folder.mkdir(exist_ok=True)
-    config = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.xml"
-    if not config.exists():
-        config.write_text(text, encoding="utf-8")
-    return f"-Dlog4j2.configurationFile={config.as_uri()}"
-
-
-#: sparkMeasure's version, the same for the PyPI package (pyproject.toml) and the jar
-#: (emr/rehearsal/pom-sparkmeasure.xml): the newest built for Scala 2.12 that Maven Central
-#: serves this project. Spark 4's Scala 2.13 has no served build (helpers.observe.stagemetrics).
-SPARKMEASURE_VERSION = "0.24"
-ENV_SPARKMEASURE_JAR = "FRUITS_SPARKMEASURE_JAR"
-
-
 def scala_binary_version() -> str:
     """``2.13`` (Spark 4) or ``2.12`` (Spark 3.5 as EMR 7 ships it), from pyspark's jars."""
     import pyspark
@@ -229,25 +152,12 @@ def scala_binary_version() -> str:
     return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
 
 
-def explicit_sparkmeasure_jar() -> Path | None:
-    """The jar ``$FRUITS_SPARKMEASURE_JAR`` names, when it is a file."""
-    if os.environ.get(ENV_SPARKMEASURE_JAR):
-        path = Path(os.environ[ENV_SPARKMEASURE_JAR]).expanduser()
-        return path if path.is_file() else None
-    return None
-
-
-def sparkmeasure_jar(scala: str | None = None) -> Path | None:
-    """sparkMeasure's jar for a Scala version (default: this pyspark's, and then
-    ``$FRUITS_SPARKMEASURE_JAR`` when set), else the one cached under
-    ``~/.cache/fruits/jars/sparkmeasure`` (``make jars``); None when neither.
-    ``scala="2.12"`` is the build EMR 7's Spark 3.5 loads."""
-    if os.environ.get(ENV_SPARKMEASURE_JAR) and scala is None:
-        return explicit_sparkmeasure_jar()
-    folder = Path(os.environ.get("FRUITS_JARS_DIR", "~/.cache/fruits/jars")).expanduser()
-    scala = scala or scala_binary_version()
-    found = sorted((folder / "sparkmeasure").glob(f"spark-measure_{scala}-*.jar"))
-    return found[-1] if found else None
+def sparkmeasure_jar() -> Path | None:
+    """sparkMeasure's jar for this session: ``$FRUITS_SPARKMEASURE_JAR`` when set, else the one
+    cached for this pyspark's Scala version (``make jars``); None when neither."""
+    if os.environ.get(config.ENV_SPARKMEASURE_JAR):
+        return config.explicit_sparkmeasure_jar()
+    return config.cached_sparkmeasure_jar(scala_binary_version())
 
 
 def resolve_master(master: str | None = None) -> str | None:
@@ -350,48 +260,3 @@ def _end_driver_jvm(timeout: float = 60.0) -> None:
 
 def _runs_on_this_machine(master: str) -> bool:
     return master.startswith("local") or master.startswith(("spark://127.", "spark://localhost"))
-
-
-def default_parallelism(spark: SparkSession) -> int:
-    """Number of task slots Spark reports (at least 1)."""
-    return max(1, int(spark.sparkContext.defaultParallelism))
-
-
-#: Local properties Spark shows as a job's group and description (UI, event log, REST API).
-_GROUP, _DESCRIPTION = "spark.jobGroup.id", "spark.job.description"
-
-
-@contextmanager
-def jobs_named(spark: SparkSession, description: str, group: str | None = None) -> Iterator[None]:
-    """Name the Spark jobs started inside the block, so the Spark UI, the event log and the
-    monitoring notebook say what each job did ("featurize: ...", "PCA: covariance pass").
-
-    ``group`` (a short stage name) is set only when the thread has no job group yet: a notebook
-    server (Livy in EMR Studio, for one) runs each cell under its own group to cancel it and
-    show its progress, and that group must stay. The previous names are restored on exit. Jobs
-    started from other threads get these names when the thread runs an
-    :func:`inheritable` target.
-    """
-    sc = spark.sparkContext
-    previous = sc.getLocalProperty(_GROUP), sc.getLocalProperty(_DESCRIPTION)
-    if group is not None and previous[0] is None:
-        sc.setLocalProperty(_GROUP, group)
-    sc.setLocalProperty(_DESCRIPTION, description)
-    try:
-        yield
-    finally:
-        sc.setLocalProperty(_GROUP, previous[0])
-        sc.setLocalProperty(_DESCRIPTION, previous[1])
-
-
-def inheritable(spark: SparkSession, target):
-    """``target`` for a new thread that starts Spark jobs: PySpark runs each Python thread on its
-    own JVM thread, which would otherwise start without the caller's job group, description
-    and scheduler pool (a notebook's cancel would miss its jobs) and keep its connection open."""
-    import pyspark
-    from pyspark import inheritable_thread_target
-
-    if int(pyspark.__version__.split(".")[0]) >= 4:
-        # Spark 4 also carries the session's job tags, given the session.
-        return inheritable_thread_target(spark)(target)
-    return inheritable_thread_target(target)  # Spark 3.5 (EMR 7): the function only

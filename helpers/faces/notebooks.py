@@ -16,7 +16,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from helpers import config, layout, storage
-from helpers.spark_session import get_spark
+from helpers.spark.session import get_spark
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ read each file themselves (:func:`read_file`), whatever its name.
 
 After the listing an entry is an image to read, **ignored** (with a reason), or **failed** (a
 folder that could not be listed, a file gone while listing). Reading and decoding then make each
-image **featurized** or **failed** (:mod:`helpers.chain.featurize`); :func:`reconcile` checks that
+image **featurized** or **failed** (:mod:`helpers.spark.featurize`); :func:`reconcile` checks that
 found = featurized + failed + ignored.
 """
 
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from helpers import storage
-from helpers.chain.images import is_image_name
+from helpers.core.images import is_image_name
 
 #: Folder names taken as a dataset split (any letter case), written in this form.
 SPLIT_NAMES = ("Training", "Test", "Validation", "Train", "Val")

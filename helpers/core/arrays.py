@@ -1,6 +1,6 @@
 """The recognizer as plain arrays: what ``predict`` reads, with NumPy and without Spark.
 
-A recognizer folder (:func:`helpers.recognition.classify.save_recognizer`) holds::
+A recognizer folder (:func:`helpers.spark.classify.save_recognizer`) holds::
 
     recognizer.json   backbone, labels, classifier, k, settings
     model.npz         NumPy's .npz (a zip of .npy files, no pickled objects):
