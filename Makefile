@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]" -e tools
+	$(BIN)/python -m pip install --quiet -e ".[runtime,notebooks,test]" -e tools
 	touch $@
 
 # The main job: notebooks 01-05 headless (papermill); executed copies in $(OUTPUT)/notebooks.

@@ -28,7 +28,8 @@ import psutil
 
 from helpers import config, defaults
 from helpers.core import images, inference
-from helpers.core.backbones import FeatureSpec, get_backbone, resolve_weights
+from helpers.core.backbones import get_backbone
+from helpers.core.recipe import FeatureSpec, resolve_weights
 from helpers.spark import featurize, ingest, reduce
 from helpers.spark.session import get_spark
 

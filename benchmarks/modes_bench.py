@@ -67,7 +67,8 @@ import numpy as np, pandas as pd
 from pathlib import Path
 from PIL import Image
 import keras, tensorflow as tf
-from helpers.core.backbones import get_backbone, resolve_weights
+from helpers.core.backbones import get_backbone
+from helpers.core.recipe import Recipe, resolve_weights
 files = sorted(str(p) for p in Path({str(dataset)!r}).rglob("*.jpg"))
 model = keras.applications.MobileNetV2(include_top=False, pooling="avg", input_shape=(224, 224, 3),
     weights=resolve_weights(get_backbone("mobilenet_v2")))
@@ -164,7 +165,7 @@ def textured_probe(frame: pd.DataFrame, fitted: dict, options: list[str], weight
     """The probe's held-out photos pasted onto random textures, featurized by the mode's own
     spec, scored by the probe trained on its plain features."""
     from helpers.core import inference
-    from helpers.core.backbones import FeatureSpec
+    from helpers.core.recipe import FeatureSpec
     from tests.imagefactory import on_textured_background
 
     spec = FeatureSpec(
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sample = fruits_sample()
     from helpers.core import runtimes
-    from helpers.core.backbones import get_backbone, resolve_weights
+    from helpers.core.backbones import get_backbone
+    from helpers.core.recipe import resolve_weights
 
     modes = list(args.modes)
     if "openvino-128-bf16" in modes and runtimes.effective_precision("bf16")[1]:

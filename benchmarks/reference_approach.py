@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from helpers.core.backbones import get_backbone, resolve_weights
+    from helpers.core.backbones import get_backbone
+    from helpers.core.recipe import resolve_weights
 
     spark = (
         SparkSession.builder.master("local[*]")

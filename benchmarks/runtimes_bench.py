@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 
 from helpers import config  # noqa: E402
 from helpers.core import images  # noqa: E402
-from helpers.core.backbones import get_backbone, resolve_weights  # noqa: E402
+from helpers.core.backbones import get_backbone  # noqa: E402
+from helpers.core.recipe import resolve_weights  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from featurize_bench import fruits_sample  # noqa: E402

@@ -47,6 +47,15 @@ STAGING = storage.STAGING_DIR
 #: Inside ``features/``: Spark skips names starting with ``_`` when it reads the dataset, and the
 #: manifest moves with the dataset it describes.
 MANIFEST = "_manifest.json"
+#: Inside ``cluttered/``: what the pictures were made from, so a rerun with the same plan reuses
+#: them.
+CLUTTER_PLAN = "_plan.json"
+#: Log files of local runs (``<name>-<UTC time>-<pid>.log``).
+LOGS = "logs"
+#: Inside ``notebooks/``: the figures an executed notebook records for checks.
+NOTEBOOK_METRICS = "{notebook}.metrics.json"
+#: Inside ``notebooks/``: notebook 01's listing of the input (a dataset of its own).
+NOTEBOOK_LISTING = "01_ingestion.listing"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,10 @@ import numpy as np
 #: A recognizer folder holds its description here, the arrays in ARRAYS_FILE and the Spark ML
 #: pipeline in PIPELINE_DIR.
 META_FILE = "recognizer.json"
+#: ``recognizer.json``'s format. 1: before the recipe (backbone, input size, runtime, precision
+#: and weights as separate settings, no ``format`` key). 2: ``settings.recipe`` holds the
+#: features' recipe as their manifest has it (:mod:`helpers.core.recipe`). Readers accept both.
+META_FORMAT = 2
 ARRAYS_FILE = "model.npz"
 PIPELINE_DIR = "pipeline"
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.core import images, inputs
-from helpers.core.backbones import Backbone, FeatureSpec, build_model
+from helpers.core.backbones import Backbone, build_model
+from helpers.core.recipe import FeatureSpec
 
 
 def load_inference_fn(spec: FeatureSpec | str, model_file: str | None, tf_threads: int = 0):

@@ -21,7 +21,7 @@ import numpy as np
 
 from helpers import defaults, storage
 from helpers.core import arrays, images, inference
-from helpers.core.backbones import FeatureSpec, resolve_weights
+from helpers.core.recipe import FeatureSpec, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,17 @@ class PhotoRecognizer:
     def __init__(
         self,
         recognizer_uri: str,
-        weights: str | None = "imagenet",
+        weights: str | None = None,
         batch_size: int = 16,
         runtime: str | None = None,
         precision: str | None = None,
         allow_mismatch: bool = False,
     ):
         """Load ``<recognizer_uri>/recognizer.json`` and ``model.npz`` (local or s3://) and
-        build the CNN named there with ``weights`` (:func:`helpers.core.backbones.resolve_weights`),
-        at the input size, runtime and precision the recognizer's features were made with.
+        build the CNN its recipe names (:mod:`helpers.core.recipe`): backbone, input size,
+        runtime, precision and weight file, found where the recipe says, else where pretrained
+        weights are looked up, and checked by its SHA-256; ``weights`` names another copy of
+        the same file.
 
         ``runtime`` or ``precision`` other than those is refused (its features would not be
         the ones the classifier learnt) unless ``allow_mismatch``.
@@ -94,27 +96,21 @@ class PhotoRecognizer:
                 "arrays; train it again with notebook 05_recognition or helpers recognize"
             ) from None
         settings = self.metadata.get("settings", {})
-        self.spec = _spec(self.metadata, runtime, precision, allow_mismatch)
+        self.recipe = recognizer_recipe(self.metadata)
+        self.spec = _spec(self.recipe.spec, runtime, precision, allow_mismatch)
         self.backbone = self.spec.backbone
         if self.model.feature_dim != self.backbone.feature_dim:
             raise ValueError(
                 f"recognizer expects {self.model.feature_dim} features, "
                 f"{self.backbone.name} gives {self.backbone.feature_dim}"
             )
-        if settings.get("weights") == "random":
+        if self.recipe.weights.kind == "random":
             raise ValueError(
                 "this recognizer was trained on features of randomly initialised weights, "
                 "which cannot be rebuilt to answer photos; train it on ImageNet features"
             )
-        weights_path = resolve_weights(self.backbone, weights)
-        trained_with = settings.get("weights_file")
-        if trained_with and weights_path and Path(weights_path).name != trained_with:
-            log.warning(
-                "recognizer trained on features from %s; answering with %s",
-                trained_with,
-                Path(weights_path).name,
-            )
-        self._infer = inference.load_inference_fn(self.spec, weights_path)
+        located = self.recipe.located(weights)
+        self._infer = inference.load_inference_fn(self.spec, located.weights.uri)
         # the first call traces and compiles the model: paid here, so the first photo is not
         # slower than the next ones (the input signature takes any batch size)
         width, height = self.backbone.input_size
@@ -203,19 +199,28 @@ def _read(photo: str) -> tuple[bytes | None, str | None]:
         return None, f"cannot read file: {getattr(err, 'strerror', None) or err}"
 
 
-def _spec(
-    metadata: dict, runtime: str | None, precision: str | None, allow_mismatch: bool
-) -> FeatureSpec:
-    """The recognizer's feature spec, with the runtime or precision asked for if allowed."""
+def recognizer_recipe(metadata: dict) -> Recipe:
+    """The recipe of the features a recognizer learnt from: ``settings.recipe`` (format 2),
+    or, for recognizers saved before it (format 1), the fields kept beside the settings."""
     settings = metadata.get("settings", {})
-    trained = FeatureSpec.from_manifest(
+    if "recipe" in settings:
+        return Recipe.from_manifest(settings["recipe"])
+    return Recipe.from_manifest(
         {
             "backbone": metadata["model_name"],
-            "input_size": [settings.get("input_size", defaults.INPUT_SIZE)],
+            "input_size": settings.get("input_size", defaults.INPUT_SIZE),
             "runtime": settings.get("runtime", "tensorflow"),
             "precision": settings.get("precision", "fp32"),
+            "weights": settings.get("weights", "imagenet"),
+            "weights_file": settings.get("weights_file"),
         }
     )
+
+
+def _spec(
+    trained: FeatureSpec, runtime: str | None, precision: str | None, allow_mismatch: bool
+) -> FeatureSpec:
+    """The recognizer's feature spec, with the runtime or precision asked for if allowed."""
     wanted = {
         "runtime": runtime or trained.runtime,
         "precision": precision or (trained.precision if runtime in (None, trained.runtime)
@@ -238,9 +243,16 @@ def _spec(
 def _read_metadata(recognizer_uri: str) -> dict:
     meta_uri = storage.join(recognizer_uri, arrays.META_FILE)
     try:
-        return json.loads(storage.read_bytes(meta_uri))
+        metadata = json.loads(storage.read_bytes(meta_uri))
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no recognizer at {storage.redact(recognizer_uri)} (missing {arrays.META_FILE}); "
             "train one with notebook 05_recognition"
         ) from None
+    version = metadata.get("format", 1)
+    if version not in (1, arrays.META_FORMAT):
+        raise ValueError(
+            f"the recognizer at {storage.redact(recognizer_uri)} is in format {version}; this "
+            f"release reads formats 1 and {arrays.META_FORMAT}: upgrade the project"
+        )
+    return metadata

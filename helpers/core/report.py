@@ -24,15 +24,15 @@ def extraction_report(
     failures: list[dict],
     failure_reasons: dict[str, int],
     files: dict,
-    weights_path: str | None,
-    manifest: dict,
+    recipe: Any,
     timings: dict[str, float],
     spark_version: str,
     features_uri: str,
     listing_uri: str,
 ) -> dict:
-    """The report after feature extraction (JSON-ready); ``manifest`` says how the features
-    were made (the precision is the one that ran, which a CPU may have lowered)."""
+    """The report after feature extraction (JSON-ready); ``recipe``
+    (:class:`helpers.core.recipe.Recipe`) says how the features were made (the precision is the
+    one that ran, which a CPU may have lowered)."""
     n_images = sum(c["images"] for c in counts)
     n_ok = sum(c["ok"] for c in counts)
     featurize_s = timings.get("featurize") or 0.0
@@ -61,12 +61,12 @@ def extraction_report(
         # every entry under the input: found = featurized + failed + ignored
         "files": files,
         "model": {
-            "name": params.model_name,
-            "weights": params.weights if params.weights in ("imagenet", "random") else "file",
-            "weights_file": storage.redact(weights_path) if weights_path else None,
-            "input_size": manifest["input_size"][0],
-            "runtime": manifest["runtime"],
-            "precision": manifest["precision"],
+            "name": recipe.spec.model_name,
+            "weights": recipe.weights.kind,
+            "weights_file": storage.redact(recipe.weights.uri) if recipe.weights.uri else None,
+            "input_size": recipe.spec.input_size,
+            "runtime": recipe.spec.runtime,
+            "precision": recipe.spec.precision,
         },
         "timings_s": dict(timings),
         "throughput_images_per_s": round(n_images / featurize_s, 2) if featurize_s else None,

@@ -56,12 +56,12 @@ def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSess
 
 def ingestion_listing_uri(output_uri: str) -> str:
     """Where the ingestion notebook writes its listing of the input (Parquet)."""
-    return storage.join(output_uri, EXECUTED_DIR, "01_ingestion.listing")
+    return storage.join(output_uri, EXECUTED_DIR, layout.NOTEBOOK_LISTING)
 
 
 def record_metrics(output_uri: str, notebook: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write the figures a notebook wants checked to ``<output>/notebooks/<name>.metrics.json``."""
-    uri = storage.join(output_uri, EXECUTED_DIR, f"{notebook}.metrics.json")
+    uri = storage.join(output_uri, EXECUTED_DIR, layout.NOTEBOOK_METRICS.format(notebook=notebook))
     storage.write_bytes(
         uri, json.dumps(metrics, indent=2, default=str).encode(), "application/json"
     )
@@ -70,7 +70,7 @@ def record_metrics(output_uri: str, notebook: str, metrics: dict[str, Any]) -> d
 
 def read_metrics(output_uri: str, notebook: str) -> dict[str, Any]:
     """Read what :func:`record_metrics` wrote."""
-    uri = storage.join(output_uri, EXECUTED_DIR, f"{notebook}.metrics.json")
+    uri = storage.join(output_uri, EXECUTED_DIR, layout.NOTEBOOK_METRICS.format(notebook=notebook))
     return json.loads(storage.read_bytes(uri))
 
 

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from helpers import storage
 from helpers.core.quiet_tf import QUIET_ENV, import_tensorflow, quiet_tensorflow  # noqa: F401
-
-LOGS = "logs"
+from helpers.layout import LOGS
 
 
 def log_file(output_uri: str, name: str) -> Path | None:

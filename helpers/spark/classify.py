@@ -31,7 +31,13 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from helpers import defaults, storage
-from helpers.core.arrays import ARRAYS_FILE, META_FILE, PIPELINE_DIR, RecognizerArrays
+from helpers.core.arrays import (
+    ARRAYS_FILE,
+    META_FILE,
+    META_FORMAT,
+    PIPELINE_DIR,
+    RecognizerArrays,
+)
 from helpers.spark import reduce
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,7 @@ class Recognizer:
 
     def metadata(self) -> dict:
         return {
+            "format": META_FORMAT,
             "arrays": ARRAYS_FILE,
             "model_name": self.model_name,
             "labels": self.labels,

@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from helpers import defaults, storage
 from helpers.core import augment
-from helpers.core.backbones import FeatureSpec
+from helpers.core.recipe import Recipe
 from helpers.spark import featurize
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,7 @@ def _numbers(n: int):
 def featurize_rows(
     rows: tuple[DataFrame, DataFrame],
     specs: tuple[augment.AugmentSpec, augment.AugmentSpec],
-    spec: FeatureSpec,
-    weights: str | None,
+    recipe: Recipe,
     batch_size: int = defaults.BATCH_SIZE,
 ) -> DataFrame:
     """Features of the pictures of :func:`plan`'s rows, made by the matching spec's
@@ -150,7 +149,7 @@ def featurize_rows(
         partitions = max(1, part.sparkSession.sparkContext.defaultParallelism)
         parts.append(
             featurize.add_features(
-                part.repartition(partitions), spec, weights, batch_size, render=made_by.render
+                part.repartition(partitions), recipe, batch_size, render=made_by.render
             )
         )
     return parts[0].unionByName(parts[1])

@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from helpers import defaults, storage
 from helpers.core import inference
-from helpers.core.backbones import FeatureSpec, resolve_weights
+from helpers.core.recipe import FeatureSpec, Recipe
 from helpers.spark.jobs import default_parallelism, inheritable, jobs_named
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,7 @@ def tf_threads_per_task(spark: SparkSession) -> int:
 
 def add_features(
     images_df: DataFrame,
-    spec: FeatureSpec | str = defaults.MODEL_NAME,
-    weights: str | None = "imagenet",
+    recipe: Recipe,
     batch_size: int = defaults.BATCH_SIZE,
     tf_threads: int | None = None,
     render=None,
@@ -170,8 +169,8 @@ def add_features(
 
     Args:
         images_df: rows with a ``path`` (as from :func:`helpers.spark.ingest.list_images`).
-        spec: backbone, input size, runtime and precision (a backbone name: its defaults).
-        weights: ``"imagenet"``, a weight file path/URI, or ``"random"`` (tests only).
+        recipe: backbone, input size, runtime, precision and the weight file, resolved by the
+            caller (:meth:`helpers.core.recipe.Recipe.resolve`).
         batch_size: images per model call inside a worker.
         tf_threads: inference threads per worker; default one task's cores.
         render: features of the picture ``render(bytes | None, path, copy, size)`` makes of
@@ -183,10 +182,9 @@ def add_features(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    if isinstance(spec, str):
-        spec = FeatureSpec(spec)
+    spec = recipe.spec
     spark = images_df.sparkSession
-    model_name = ship_model(spark, spec, resolve_weights(spec.backbone, weights))
+    model_name = ship_model(spark, spec, recipe.weights.uri)
     threads = tf_threads if tf_threads is not None else tf_threads_per_task(spark)
     if render is None:
         result: Column = feature_udf(spec, model_name, batch_size, threads)(F.col("path"))

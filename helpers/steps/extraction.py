@@ -29,7 +29,7 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, layout, storage
 from helpers.core import inputs, report
-from helpers.core.backbones import FeatureSpec, resolve_weights
+from helpers.core.recipe import FeatureSpec, Recipe
 from helpers.layout import OutputLayout
 from helpers.observe import plots, progress, stagemetrics
 from helpers.spark import featurize, ingest, inventory, reduce
@@ -38,7 +38,6 @@ from helpers.spark.session import get_spark
 
 log = logging.getLogger(__name__)
 
-_UNRESOLVED = object()  # RunParams' weight file before it is looked up
 
 #: Failed files listed one by one in the report (all are counted; all stay in features/).
 MAX_LISTED_FAILURES = 1000
@@ -63,15 +62,11 @@ class RunParams:
     #: Featurize only images new or changed since the last run (same path, size and
     #: modification time are reused from the previous features/); deleted images drop out.
     incremental: bool = False
-    _weights_file: str | None | object = field(
-        default=_UNRESOLVED, init=False, repr=False, compare=False
-    )
+    _recipe: Recipe | None = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self) -> RunParams:
         """Raise ValueError naming the first bad parameter."""
-        spec = self.spec()
-        if spec.runtime == "openvino" and self.weights == "random":
-            raise ValueError("runtime openvino needs pretrained weights, not random ones")
+        self.spec()
         if int(self.batch_size) <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         reduce.validate_threshold(self.variance_threshold)
@@ -81,22 +76,25 @@ class RunParams:
         if self.num_partitions is not None and int(self.num_partitions) < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         inputs.check_input_uri(self.input_uri)
-        self.weights_file()
+        self.recipe()
         return self
 
     def spec(self) -> FeatureSpec:
         """How the features are computed (raises ValueError for a bad choice)."""
         return FeatureSpec(self.model_name, self.input_size, self.runtime, self.precision)
 
-    def weights_file(self) -> str | None:
-        """The weight file, looked up once (None for random weights).
+    def recipe(self) -> Recipe:
+        """The feature recipe, its weights looked up once (the edge of this process).
 
         Raises:
-            helpers.core.backbones.WeightsNotFoundError: no such file, and none to download.
+            ValueError: a bad choice; helpers.core.recipe.WeightsNotFoundError: no such file,
+            and none to download.
         """
-        if self._weights_file is _UNRESOLVED:
-            self._weights_file = resolve_weights(self.spec().backbone, self.weights)
-        return self._weights_file
+        if self._recipe is None:
+            self._recipe = Recipe.resolve(
+                self.model_name, self.input_size, self.runtime, self.precision, self.weights
+            )
+        return self._recipe
 
 
 @dataclass
@@ -162,20 +160,17 @@ def extract_features(
     manifest) and start the run report (stage metrics of the featurization included).
     ``progress`` as for :func:`run`."""
     params.validate()  # cheap when the caller validated already: the weights are looked up once
-    weights_path = params.weights_file()
     spark = spark or get_spark()
     out = OutputLayout(params.output_uri)
     storage.recover_commits(out.root)  # a killed run's commit is finished before any read
     timings: dict[str, float] = {}
-    manifest = features_manifest(params, weights_path, spark.version)
+    recipe = effective_recipe(params.recipe())
+    manifest = features_manifest(recipe, params, spark.version)
 
-    spec = params.spec()
-    warming = featurize.warm_workers(spark, spec)
+    warming = featurize.warm_workers(spark, recipe.spec)
     watch = _Watch(progress)
     try:
-        listed, n_todo = _featurize(
-            params, spec, manifest, weights_path, spark, out, timings, watch
-        )
+        listed, n_todo = _featurize(params, recipe, manifest, spark, out, timings, watch)
     finally:
         # the warm-up job ends here whether the stage succeeded or not (its failure is logged)
         featurize.settle(warming)
@@ -198,8 +193,7 @@ def extract_features(
         failures=failures,
         failure_reasons=reasons,
         files=files,
-        weights_path=weights_path,
-        manifest=manifest,
+        recipe=recipe,
         timings=timings,
         spark_version=spark.version,
         features_uri=out.features,
@@ -219,9 +213,8 @@ def extract_features(
 
 def _featurize(
     params: RunParams,
-    spec: FeatureSpec,
+    recipe: Recipe,
     manifest: dict,
-    weights_path: str | None,
     spark: SparkSession,
     out: OutputLayout,
     timings: dict[str, float],
@@ -231,7 +224,8 @@ def _featurize(
     ``features/`` with the manifest. Returns the listing and, for incremental runs, the number
     of images featurized."""
     datasets = (layout.LISTING, layout.FEATURES)
-    what = f"{spec.model_name} {spec.input_size} {spec.runtime} {manifest['precision']}"
+    spec = recipe.spec
+    what = f"{spec.model_name} {spec.input_size} {spec.runtime} {spec.precision}"
     with _stage(timings, "featurize", spark, what), out.staged(*datasets) as staging:
         listed = ingest.list_images(spark, params.input_uri, staging.listing, params.num_partitions)
         log.info(
@@ -243,12 +237,10 @@ def _featurize(
         images = listed.images
         if params.sample_fraction < 1.0:
             images = images.sample(fraction=params.sample_fraction, seed=defaults.SEED)
-        previous = _previous_features(spark, out, manifest) if params.incremental else None
+        previous = _previous_features(spark, out, recipe) if params.incremental else None
         todo, reused = (images, None) if previous is None else _split_by_change(images, previous)
         n_todo = todo.count() if previous is not None else None
-        features = featurize.add_features(
-            todo, spec, weights_path or "random", int(params.batch_size)
-        )
+        features = featurize.add_features(todo, recipe, int(params.batch_size))
         if reused is not None:
             features = features.unionByName(reused)
         todo_n = f"{n_todo:,}" if n_todo is not None else f"{listed.summary.to_read:,}"
@@ -284,22 +276,26 @@ class _Watch:
         self.metrics, self.note = collector.metrics, collector.note
 
 
-def features_manifest(params: RunParams, weights_path: str | None, spark_version: str) -> dict:
-    """How features are made: what a later step (PCA, recognizer, incremental run) must know and
-    match, kept inside ``features/`` (:meth:`helpers.layout.OutputLayout.write_manifest`)."""
-    spec = params.spec()
-    if spec.runtime == "openvino":
-        from helpers.core import runtimes
+def effective_recipe(recipe: Recipe) -> Recipe:
+    """The recipe as it will run here: OpenVINO may lower the precision this CPU cannot run."""
+    if recipe.spec.runtime != "openvino":
+        return recipe
+    from helpers.core import runtimes
 
-        precision, reason = runtimes.effective_precision(spec.precision)
-        if reason:
-            log.warning("%s", reason)
-        spec = dataclasses.replace(spec, precision=precision)
+    precision, reason = runtimes.effective_precision(recipe.spec.precision)
+    if reason:
+        log.warning("%s", reason)
+    spec = dataclasses.replace(recipe.spec, precision=precision)
+    return dataclasses.replace(recipe, spec=spec)
+
+
+def features_manifest(recipe: Recipe, params: RunParams, spark_version: str) -> dict:
+    """How features are made: what a later step (PCA, recognizer, incremental run) must know and
+    match (the recipe, :mod:`helpers.core.recipe`), plus what made them, kept inside
+    ``features/`` (:meth:`helpers.layout.OutputLayout.write_manifest`)."""
+    spec = recipe.spec
     return {
-        **spec.manifest(),
-        "weights": params.weights if params.weights in ("imagenet", "random") else "file",
-        "weights_file": storage.redact(weights_path).rsplit("/", 1)[-1] if weights_path else None,
-        "weights_sha256": storage.sha256(weights_path) if weights_path else None,
+        **recipe.to_manifest(),
         "versions": {
             "tensorflow": _version("tensorflow"),
             "openvino": _version("openvino") if spec.runtime == "openvino" else None,
@@ -378,13 +374,17 @@ def reduce_features(
             "figure": out.path(layout.VARIANCE_FIGURE),
         },
         timings=timings,
-        features={key: manifest.get(key) for key in ("backbone", "weights_sha256", "created")},
+        features={
+            "backbone": manifest.get("backbone"),
+            "weights_sha256": Recipe.from_manifest(manifest).weights.sha256 if manifest else None,
+            "created": manifest.get("created"),
+        },
     )
     report.write_report(pca_report, out.pca_report)
     return reduction, pca_report
 
 
-def _previous_features(spark: SparkSession, out: OutputLayout, manifest: dict) -> DataFrame | None:
+def _previous_features(spark: SparkSession, out: OutputLayout, recipe: Recipe) -> DataFrame | None:
     """The last run's features, if they exist and were made the same way (same backbone,
     weights, input size, runtime and precision, by their manifest)."""
     try:
@@ -393,8 +393,7 @@ def _previous_features(spark: SparkSession, out: OutputLayout, manifest: dict) -
     except (AnalysisException, FileNotFoundError):
         log.info("incremental: no previous features under %s; featurizing all", out.root)
         return None
-    same_spec = FeatureSpec.from_manifest(last) == FeatureSpec.from_manifest(manifest)
-    if not same_spec or last.get("weights_sha256") != manifest["weights_sha256"]:
+    if not Recipe.from_manifest(last).same_features(recipe):
         log.info("incremental: previous features were made another way; featurizing all")
         return None
     return previous

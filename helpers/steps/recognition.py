@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,8 +26,9 @@ from pyspark.sql.utils import AnalysisException
 
 from helpers import defaults, storage
 from helpers.core import augment, report
-from helpers.core.backbones import FeatureSpec, WeightsNotFoundError, resolve_weights
+from helpers.core.recipe import Recipe, RecipeFormatError
 from helpers.layout import (
+    CLUTTER_PLAN,
     CLUTTERED,
     CONFUSION_FIGURE,
     FEATURES,
@@ -136,10 +139,69 @@ def _read(spark: SparkSession, out: OutputLayout, name: str, step: str) -> DataF
 
 
 def run_recognition(params: RecognitionParams, spark: SparkSession) -> RecognitionResult:
-    """Train and evaluate the classifier, cluster, draw the maps; write every output."""
+    """Train and evaluate the classifier, cluster, draw the maps; write every output.
+
+    The phases, in order: read the inputs and their recipe; split the photos; make the
+    cluttered pictures; choose a head and train it; save the recognizer; evaluate it through
+    the saved pipeline; cluster and map; figures and the report."""
     params.validate()
     out = OutputLayout(params.output_uri)
     storage.recover_commits(out.root)  # a killed run's commit is finished before any read
+    timings: dict[str, float] = {}
+    inputs = _read_inputs(spark, out)
+    split = _split(params, inputs.features)
+    with _timed(timings, "cluttered_pictures"):
+        cluttered = _cluttered(spark, out, params, inputs, split)
+    trained = _train(params, inputs.recipe, split, cluttered, timings)
+    _save(out, trained, inputs.recipe, params)
+    with _timed(timings, "evaluate"):
+        evaluated = _evaluate(out, params, split, trained)
+    cluttered.unpersist()
+    with _timed(timings, "cluster"):
+        clusters, assigned, table, scores = _cluster(params, inputs.reduced)
+    with _timed(timings, "maps"):
+        points = _map(params, assigned)
+    _figures(out, evaluated.evaluation, points)
+    result_report = _report(
+        out, params, split, trained, evaluated, clusters, scores, points, timings
+    )
+    report.write_report(result_report, out.path(RECOGNITION_REPORT))
+    log.info(
+        "recognition (%s): plain top-1 %.4f, cluttered top-1 %.4f top-3 %.4f, ARI %.4f",
+        trained.recognizer.classifier,
+        evaluated.evaluation["accuracy"],
+        evaluated.cluttered["top1"],
+        evaluated.cluttered["top3"],
+        scores["adjusted_rand_index"],
+    )
+    return RecognitionResult(
+        trained.recognizer,
+        evaluated.evaluation,
+        clusters,
+        table,
+        points,
+        result_report,
+        evaluated.cluttered,
+    )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - started, 3)
+
+
+@dataclass
+class _Inputs:
+    features: DataFrame
+    reduced: DataFrame
+    manifest: dict
+    recipe: Recipe
+
+
+def _read_inputs(spark: SparkSession, out: OutputLayout) -> _Inputs:
+    """The features, their PCA projection, and the recipe that made the features."""
     features = _read(spark, out, FEATURES, "the feature extraction (notebook 02)")
     reduced = _read(spark, out, REDUCED, "the PCA (notebook 03)")
     try:
@@ -149,11 +211,27 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
             f"no manifest saying how the features under {storage.redact(out.root)} were made: "
             "run the feature extraction (notebook 02) again"
         ) from None
-    timings: dict[str, float] = {}
-    spec = FeatureSpec.from_manifest(manifest)
-    model_name = manifest["backbone"]
+    try:
+        recipe = Recipe.from_manifest(manifest)
+    except RecipeFormatError as err:
+        raise ingest.InputError(str(err)) from None
+    return _Inputs(features, reduced, manifest, recipe)
 
-    train, test, split_how = classify.train_test(
+
+@dataclass
+class _Split:
+    train: DataFrame
+    test: DataFrame
+    how: str
+    fit_part: DataFrame
+    validation: DataFrame
+    validation_paths: list[str]
+
+
+def _split(params: RecognitionParams, features: DataFrame) -> _Split:
+    """Training and test photos (the dataset's own split, else a stratified one), and a
+    validation share of the training photos for choosing the head."""
+    train, test, how = classify.train_test(
         features, params.train_split, params.test_split, params.test_fraction, params.seed
     )
     train = train.filter("features IS NOT NULL AND label IS NOT NULL").select(*_COLUMNS)
@@ -161,87 +239,125 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     fit_part, validation = classify.stratified_split(
         train, params.validation_fraction, params.seed + 1
     )
-    validation_paths = [r.path for r in validation.select("path").collect()]
+    paths = [r.path for r in validation.select("path").collect()]
+    return _Split(train, test, how, fit_part, validation, paths)
 
-    started = time.perf_counter()
-    cluttered = _cluttered(spark, out, params, manifest, spec, train, validation_paths, test)
-    timings["cluttered_pictures"] = round(time.perf_counter() - started, 3)
 
-    started = time.perf_counter()
+@dataclass
+class _Trained:
+    recognizer: classify.Recognizer
+    choice: dict
+    copies: DataFrame
+    augmented: bool
+    scored: dict[str, pd.DataFrame]
+    test_scores: dict[str, float]
+
+
+def _train(
+    params: RecognitionParams,
+    recipe: Recipe,
+    split: _Split,
+    cluttered: DataFrame,
+    timings: dict[str, float],
+) -> _Trained:
+    """Choose the head on the validation photos, fit it on every training photo (and their
+    copies), and score the test sets with it."""
+    model_name = recipe.spec.model_name
     copies = _role(cluttered, clutter.TRAIN)
-    in_validation = F.col("path").isin(validation_paths)
     augmented = params.augment_copies > 0
-    heads = defaults.HEADS if params.classifier == "auto" else (params.classifier,)
-    choice = _choose_head(
-        params, heads, model_name,
-        fit_data=fit_part.unionByName(copies.filter(~in_validation)) if augmented else fit_part,
-        validation=validation,
-        validation_cluttered=copies.filter(in_validation),
-        unknown=_role(cluttered, clutter.UNKNOWN_VALIDATION),
-    )  # fmt: skip
-    timings["choose_head"] = round(time.perf_counter() - started, 3)
+    with _timed(timings, "choose_head"):
+        in_validation = F.col("path").isin(split.validation_paths)
+        heads = defaults.HEADS if params.classifier == "auto" else (params.classifier,)
+        fit_data = split.fit_part
+        if augmented:
+            fit_data = fit_data.unionByName(copies.filter(~in_validation))
+        choice = _choose_head(
+            params,
+            heads,
+            model_name,
+            fit_data=fit_data,
+            validation=split.validation,
+            validation_cluttered=copies.filter(in_validation),
+            unknown=_role(cluttered, clutter.UNKNOWN_VALIDATION),
+        )
+    with _timed(timings, "train"):
+        full = _compact(split.train.unionByName(copies) if augmented else split.train)
+        test_sets = {
+            "plain": split.test,
+            "cluttered": _role(cluttered, clutter.TEST),
+            "unknown": _role(cluttered, clutter.UNKNOWN_TEST),
+        }
+        recognizer = params.fit(full, choice["chosen"], model_name)
+        full.unpersist()
+        scored = {name: _score(recognizer.model, df) for name, df in test_sets.items()}
+        test_scores = _accuracies(scored, recognizer.labels)
+    return _Trained(recognizer, choice, copies, augmented, scored, test_scores)
 
-    started = time.perf_counter()
-    full = _compact(train.unionByName(copies) if augmented else train)
-    test_sets = {
-        "plain": test,
-        "cluttered": _role(cluttered, clutter.TEST),
-        "unknown": _role(cluttered, clutter.UNKNOWN_TEST),
-    }
-    recognizer = params.fit(full, choice["chosen"], model_name)
-    full.unpersist()
-    scored = {name: _score(recognizer.model, df) for name, df in test_sets.items()}
-    test_scores = _accuracies(scored, recognizer.labels)
-    timings["train"] = round(time.perf_counter() - started, 3)
 
-    recognizer.settings.update(
-        weights=manifest.get("weights"),
-        weights_file=manifest.get("weights_file"),
-        input_size=spec.input_size,
-        runtime=spec.runtime,
-        precision=spec.precision,
+def _save(out: OutputLayout, trained: _Trained, recipe: Recipe, params: RecognitionParams) -> None:
+    """Write ``recognizer/`` with the features' recipe, unchanged: predict rebuilds the same
+    CNN from it."""
+    choice = trained.choice
+    trained.recognizer.settings.update(
+        recipe=recipe.to_manifest(),
         head_choice={k: v for k, v in choice.items() if k != "threshold"},
         unsure_below=round(choice["threshold"], 6),
         augmentation=_augmentation_settings(params),
     )
     with out.staged(RECOGNIZER) as staging:
-        classify.save_recognizer(recognizer, staging.path(RECOGNIZER))
+        classify.save_recognizer(trained.recognizer, staging.path(RECOGNIZER))
 
-    # Scored through the saved pipeline, as the app will use it.
-    started = time.perf_counter()
+
+@dataclass
+class _Evaluated:
+    evaluation: dict
+    cluttered: dict
+    unknowns: dict
+    train_photos: int
+    augmented_copies: int
+
+
+def _evaluate(
+    out: OutputLayout, params: RecognitionParams, split: _Split, trained: _Trained
+) -> _Evaluated:
+    """Plain test photos scored through the saved pipeline, as the app will use it; the
+    cluttered pictures and those without fruit by the fitted model."""
     saved = classify.load_pipeline(out.path(RECOGNIZER))
-    plain = classify.predict(saved, test).select("label", classify.PREDICTED_COL).toPandas()
-    evaluation = classify.evaluate(plain["label"], plain[classify.PREDICTED_COL], recognizer.labels)
-    rows = {
-        "train_photos": train.count(),
-        "augmented_copies": copies.count() if augmented else 0,
-    }
-    n_train = rows["train_photos"] + rows["augmented_copies"]
-    cluttered_eval = _cluttered_evaluation(scored["cluttered"], recognizer.labels)
-    cluttered_eval["examples"] = _examples(test, params.seed)
-    unknowns = _unknowns(scored, choice["threshold"])
-    timings["evaluate"] = round(time.perf_counter() - started, 3)
-    cluttered.unpersist()
+    plain = classify.predict(saved, split.test).select("label", classify.PREDICTED_COL).toPandas()
+    labels = trained.recognizer.labels
+    evaluation = classify.evaluate(plain["label"], plain[classify.PREDICTED_COL], labels)
+    cluttered_eval = _cluttered_evaluation(trained.scored["cluttered"], labels)
+    cluttered_eval["examples"] = _examples(split.test, params.seed)
+    return _Evaluated(
+        evaluation,
+        cluttered_eval,
+        _unknowns(trained.scored, trained.choice["threshold"]),
+        split.train.count(),
+        trained.copies.count() if trained.augmented else 0,
+    )
 
-    started = time.perf_counter()
+
+def _cluster(params: RecognitionParams, reduced: DataFrame):
+    """KMeans on the PCA projection, its cluster x label table and agreement scores."""
     clusters = clustering.fit_kmeans(
         reduced, "pca", params.n_clusters, params.cluster_k_range, params.seed
     )
     assigned = clusters.assign(reduced)
     table = clustering.cluster_label_table(assigned)
-    scores = clustering.agreement(table)
-    timings["cluster"] = round(time.perf_counter() - started, 3)
+    return clusters, assigned, table, clustering.agreement(table)
 
-    started = time.perf_counter()
+
+def _map(params: RecognitionParams, assigned: DataFrame) -> pd.DataFrame:
+    """2-D map points of a stratified sample."""
     sample = (
         maps.stratified_sample(assigned, params.map_points, params.seed)
         .select("path", "label", "cluster", "pca")
         .toPandas()
     )
-    points = maps.map_points(sample, params.seed)
-    timings["maps"] = round(time.perf_counter() - started, 3)
+    return maps.map_points(sample, params.seed)
 
-    confusions = classify.top_confusions(evaluation["confusion"])
+
+def _figures(out: OutputLayout, evaluation: dict, points: pd.DataFrame) -> None:
     figures = {
         CONFUSION_FIGURE: plots.confusion_figure(evaluation["confusion"]),
         MAPS_FIGURE: plots.maps_figure(points),
@@ -249,16 +365,31 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     for name, fig in figures.items():
         storage.write_bytes(out.path(name), plots.figure_png(fig), "image/png")
 
+
+def _report(
+    out: OutputLayout,
+    params: RecognitionParams,
+    split: _Split,
+    trained: _Trained,
+    evaluated: _Evaluated,
+    clusters: clustering.Clustering,
+    scores: dict[str, float],
+    points: pd.DataFrame,
+    timings: dict[str, float],
+) -> dict:
+    """``recognition_report.json`` (JSON-ready)."""
+    recognizer, evaluation = trained.recognizer, evaluated.evaluation
     settings = asdict(params)
     settings["output_uri"] = storage.redact(out.root)
-    result_report = {
+    confusions = classify.top_confusions(evaluation["confusion"])
+    return {
         "parameters": settings,
         "split": {
-            "how": split_how,
-            "train_rows": n_train,
-            "train_photos": rows["train_photos"],
-            "augmented_copies": rows["augmented_copies"],
-            "validation_photos": len(validation_paths),
+            "how": split.how,
+            "train_rows": evaluated.train_photos + evaluated.augmented_copies,
+            "train_photos": evaluated.train_photos,
+            "augmented_copies": evaluated.augmented_copies,
+            "validation_photos": len(split.validation_paths),
             "test_rows": evaluation["test_rows"],
         },
         "classifier": {
@@ -268,14 +399,14 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
             "unseen_test_labels": evaluation["unseen_labels"],
             "per_class": evaluation["per_class"].round(6).to_dict(orient="index"),
             "top_confusions": confusions.round(6).to_dict(orient="records"),
-            "top3": test_scores["plain_top3"],
+            "top3": trained.test_scores["plain_top3"],
         },
-        "cluttered": cluttered_eval,
+        "cluttered": evaluated.cluttered,
         "head_choice": recognizer.settings["head_choice"],
-        "unknowns": unknowns,
+        "unknowns": evaluated.unknowns,
         "augmentation": {
             **recognizer.settings["augmentation"],
-            "pictures": rows["augmented_copies"],
+            "pictures": evaluated.augmented_copies,
             "seconds_all_cluttered_pictures": timings["cluttered_pictures"],
         },
         "clustering": {
@@ -290,18 +421,6 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
             for name in (RECOGNIZER, CLUTTERED, CONFUSION_FIGURE, MAPS_FIGURE)
         },
     }
-    report.write_report(result_report, out.path(RECOGNITION_REPORT))
-    log.info(
-        "recognition (%s): plain top-1 %.4f, cluttered top-1 %.4f top-3 %.4f, ARI %.4f",
-        recognizer.classifier,
-        evaluation["accuracy"],
-        cluttered_eval["top1"],
-        cluttered_eval["top3"],
-        scores["adjusted_rand_index"],
-    )
-    return RecognitionResult(
-        recognizer, evaluation, clusters, table, points, result_report, cluttered_eval
-    )
 
 
 _COLUMNS = ("path", "label", "features")
@@ -311,11 +430,19 @@ def _role(cluttered: DataFrame, role: str) -> DataFrame:
     return cluttered.filter(F.col("role") == role).select(*_COLUMNS)
 
 
-def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test) -> DataFrame:
-    """Make, featurize and write the cluttered pictures (``cluttered/``); read them back."""
-    weights = params.weights or manifest.get("weights") or defaults.WEIGHTS
-    if weights == "file" or (weights == defaults.WEIGHTS and manifest.get("weights") == "file"):
-        weights = _same_weights(spec, manifest)
+def _cluttered(
+    spark: SparkSession,
+    out: OutputLayout,
+    params: RecognitionParams,
+    inputs: _Inputs,
+    split: _Split,
+) -> DataFrame:
+    """Make, featurize and write the cluttered pictures (``cluttered/``); read them back.
+    They are featurized by the features' own recipe, its weight file found where the manifest
+    says (or given by ``params.weights``, checked against the recorded digest)."""
+    here = inputs.recipe.located(params.weights)
+    manifest, train, test = inputs.manifest, split.train, split.test
+    validation_paths = split.validation_paths
     clutter_params = params.clutter()
     photos = [r.path for r in train.select("path").unionByName(test.select("path")).collect()]
     specs = clutter_params.specs(photos)
@@ -326,10 +453,10 @@ def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test
         "specs": [repr(s) for s in specs],
         "split": [params.train_split, params.test_split, params.test_fraction],
         "validation_fraction": params.validation_fraction,
-        "weights": weights,
+        "weights": here.weights.sha256,
         "features": manifest,
     }
-    plan_uri = out.path(CLUTTERED, "_plan.json")
+    plan_uri = out.path(CLUTTERED, CLUTTER_PLAN)
     try:
         reusable = json.loads(storage.read_bytes(plan_uri)) == json.loads(json.dumps(plan))
     except (FileNotFoundError, ValueError):
@@ -344,10 +471,10 @@ def _cluttered(spark, out, params, manifest, spec, train, validation_paths, test
             f"{params.unknown_photos} x 2 without fruit"
         )
         with jobs_named(spark, what, group="recognition"), out.staged(CLUTTERED) as staging:
-            made = clutter.featurize_rows(rows, specs, spec, weights)
+            made = clutter.featurize_rows(rows, specs, here)
             made.write.mode("overwrite").parquet(staging.spark(CLUTTERED))
             storage.write_bytes(
-                staging.path(CLUTTERED, "_plan.json"),
+                staging.path(CLUTTERED, CLUTTER_PLAN),
                 json.dumps(plan, indent=2, sort_keys=True).encode("utf-8"),
                 "application/json",
             )
@@ -365,24 +492,6 @@ def _compact(df: DataFrame) -> DataFrame:
     """Cached in one partition per task slot: the heads' optimizers make a Spark job per
     iteration, and small unions of many partitions would cost a task each per iteration."""
     return df.coalesce(max(1, df.sparkSession.sparkContext.defaultParallelism)).cache()
-
-
-def _same_weights(spec: FeatureSpec, manifest: dict) -> str:
-    """The weight file the features were made with, found where ``imagenet`` weights are
-    looked up and recognised by its SHA-256 (a run given ``--weights FILE`` records only the
-    file's name and digest)."""
-    wanted = manifest.get("weights_sha256")
-    try:
-        found = resolve_weights(spec.backbone, defaults.WEIGHTS)
-    except WeightsNotFoundError:
-        found = None
-    if found and wanted and storage.sha256(found) == wanted:
-        return found
-    raise ValueError(
-        f"the features were made with the weight file {manifest.get('weights_file')}, not "
-        "found where pretrained weights are looked up: give the same file as weights "
-        "(--weights) to featurize the cluttered pictures"
-    )
 
 
 def _score(model, df: DataFrame) -> pd.DataFrame:

@@ -12,13 +12,21 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helpers import config, defaults
 
-EMR_ACTIONS = [
-    "run", "roles", "security-config", "stage", "create", "submit", "status", "wait",
-    "terminate", "policy", "cost", "notebooks-execution", "teardown",
-]  # fmt: skip
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fruits_tools.emr import ClusterSpec, Launcher, RunOutcome
+
+    #: What a command does with the parsed options; what it returns is the exit status.
+    Command = Callable[[argparse.Namespace], int]
+    EmrCommand = Callable[[argparse.Namespace, ClusterSpec, Launcher], int]
+
+#: emr actions that act on an existing cluster.
+NEEDS_CLUSTER = ("submit", "status", "wait", "terminate", "notebooks-execution")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s3 = sub.add_parser("s3", help="S3 staging: make-bucket, upload, download, ls")
-    s3.add_argument("action", choices=["make-bucket", "upload", "download", "ls"])
+    s3.add_argument("action", choices=list(S3_COMMANDS))
     s3.add_argument(
         "args",
         nargs="*",
@@ -113,16 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("fruits_tools", "helpers"):
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        if args.command == "emr":
-            return _emr(args)
-        if args.command == "s3":
-            return _s3(args)
-        if args.command == "make-sample":
-            from fruits_tools import sample_data
-
-            written = sample_data.write_sample(args.output)
-            print(f"wrote {len(written)} images under {args.output}")
-            return 0
+        return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -136,13 +135,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
-    return 1
+
+
+def _make_sample(args: argparse.Namespace) -> int:
+    from fruits_tools import sample_data
+
+    written = sample_data.write_sample(args.output)
+    print(f"wrote {len(written)} images under {args.output}")
+    return 0
+
+
+# -- emr ---------------------------------------------------------------------------------------
 
 
 def _emr(args: argparse.Namespace) -> int:
     from fruits_tools import emr
 
-    spec = emr.ClusterSpec(
+    spec = _cluster_spec(args)
+    launcher = emr.Launcher(spec, dry_run=args.dry_run)
+    if args.action in NEEDS_CLUSTER and not args.cluster_id and not args.dry_run:
+        raise ValueError(f"emr {args.action} needs --cluster-id")
+    if args.action in ("roles", "security-config") and not args.what:
+        raise ValueError(f"emr {args.action} needs create or delete")
+    return EMR_COMMANDS[args.action](args, spec, launcher)
+
+
+def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    from fruits_tools import emr
+
+    return emr.ClusterSpec(
         bucket=args.bucket,
         prefix=args.prefix,
         region=args.region,
@@ -157,97 +178,32 @@ def _emr(args: argparse.Namespace) -> int:
         **({"release": args.release} if args.release else {}),
         **({"wheel_name": Path(args.wheel).name} if args.wheel else {}),
     )
-    launcher = emr.Launcher(spec, dry_run=args.dry_run)
-    needs_cluster = args.action in ("submit", "status", "wait", "terminate", "notebooks-execution")
-    if needs_cluster and not args.cluster_id and not args.dry_run:
-        raise ValueError(f"emr {args.action} needs --cluster-id")
-    if args.action in ("roles", "security-config") and not args.what:
-        raise ValueError(f"emr {args.action} needs create or delete")
-    cluster_id = args.cluster_id or "j-DRYRUN"
-    wait = {"poll_s": args.poll, "timeout_s": args.timeout}
-    if args.action == "policy":
-        print(json.dumps(emr.render_policy(spec), indent=2))
-    elif args.action == "cost":
-        print(emr.estimate_cost(spec, args.hours)["line"])
-    elif args.action == "roles":
-        return _roles(args, spec)
-    elif args.action == "security-config":
-        if args.what == "create":
-            name = launcher.create_security_configuration(args.kms_key, args.tls_certificates)
-            print(f"security configuration {name}")
-        else:
-            launcher.delete_security_configuration()
-    elif args.action == "stage":
-        if not args.wheel:
-            raise ValueError(
-                "emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)"
-            )
-        weights, wheelhouse = _weights(args), _wheelhouse(args)
-        for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars()):
-            print(uri)
-    elif args.action == "run":
-        steps = _steps(args, spec, launcher)
-        if not args.dry_run:
-            launcher.preflight()
-        print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
-        created = launcher.create(steps)
-        if not created:
-            return 0
-        print(json.dumps({"cluster_id": created}), flush=True)
-        if args.no_wait:
-            return 0
-        outcome = launcher.wait(created, None, until_terminated=True, **wait)
-        return _outcome(launcher, outcome)
-    elif args.action == "create":
-        if not args.dry_run:
-            launcher.preflight()
-        print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
-        created = launcher.create()
-        if created:
-            print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
-    elif args.action == "submit":
-        steps = _steps(args, spec, launcher)
-        step_ids = launcher.submit(cluster_id, steps)
-        if step_ids:
-            print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
-            if args.wait:
-                return _outcome(launcher, launcher.wait(cluster_id, step_ids, **wait))
-    elif args.action == "status":
-        result = launcher.status(cluster_id)
-        if result:
-            print(json.dumps(result, indent=2))
-    elif args.action == "wait":
-        if not args.dry_run:
-            return _outcome(launcher, launcher.wait(cluster_id, args.step_id, **wait))
-    elif args.action == "terminate":
-        launcher.terminate(cluster_id)
-    elif args.action == "notebooks-execution":
-        return _notebooks_execution(args, spec, launcher, cluster_id)
-    elif args.action == "teardown":
-        return _teardown(args, spec, launcher)
+
+
+def _cluster_id(args: argparse.Namespace) -> str:
+    """``--cluster-id``; a placeholder in a dry run, which may go without."""
+    return args.cluster_id or "j-DRYRUN"
+
+
+def _wait_options(args: argparse.Namespace) -> dict:
+    return {"poll_s": args.poll, "timeout_s": args.timeout}
+
+
+def _emr_policy(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    from fruits_tools import emr
+
+    print(json.dumps(emr.render_policy(spec), indent=2))
     return 0
 
 
-def _outcome(launcher, outcome) -> int:
-    """Print how the run ended; 0 only when every step completed and the cluster had no error."""
-    print(json.dumps(outcome.summary(), indent=2))
-    for line in launcher.report(outcome):
-        print(line, file=sys.stderr)
-    return 0 if outcome.ok else 1
+def _emr_cost(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    from fruits_tools import emr
+
+    print(emr.estimate_cost(spec, args.hours)["line"])
+    return 0
 
 
-def _account(args: argparse.Namespace) -> str:
-    from fruits_tools import s3_staging
-
-    if args.dry_run:
-        try:
-            return s3_staging.account_id(args.region)
-        except Exception:  # a dry run needs no credentials
-            return "ACCOUNT_ID"
-    return s3_staging.account_id(args.region)
-
-
-def _roles(args: argparse.Namespace, spec) -> int:
+def _emr_roles(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
     from fruits_tools import iam
 
     if args.what == "create":
@@ -271,16 +227,115 @@ def _roles(args: argparse.Namespace, spec) -> int:
     return 0
 
 
+def _emr_security_config(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    if args.what == "create":
+        name = launcher.create_security_configuration(args.kms_key, args.tls_certificates)
+        print(f"security configuration {name}")
+    else:
+        launcher.delete_security_configuration()
+    return 0
+
+
+def _emr_stage(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    if not args.wheel:
+        raise ValueError("emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)")
+    weights, wheelhouse = _weights(args), _wheelhouse(args)
+    for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars()):
+        print(uri)
+    return 0
+
+
+def _emr_run(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    """A one-shot cluster that runs the chain's steps and ends; waits for it unless told not."""
+    steps = _steps(args, spec, launcher)
+    _before_launch(args, spec, launcher)
+    created = launcher.create(steps)
+    if not created:
+        return 0
+    print(json.dumps({"cluster_id": created}), flush=True)
+    if args.no_wait:
+        return 0
+    outcome = launcher.wait(created, None, until_terminated=True, **_wait_options(args))
+    return _outcome(launcher, outcome)
+
+
+def _emr_create(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    _before_launch(args, spec, launcher)
+    created = launcher.create()
+    if created:
+        print(json.dumps({"cluster_id": created, **launcher.status(created)}, indent=2))
+    return 0
+
+
+def _before_launch(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> None:
+    """Refuse a launch that could only fail (see ``Launcher.preflight``); say what it costs."""
+    from fruits_tools import emr
+
+    if not args.dry_run:
+        launcher.preflight()
+    print(emr.estimate_cost(spec, args.hours)["line"], file=sys.stderr)
+
+
+def _emr_submit(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    cluster_id = _cluster_id(args)
+    step_ids = launcher.submit(cluster_id, _steps(args, spec, launcher))
+    if not step_ids:
+        return 0
+    print(json.dumps({"cluster_id": cluster_id, "step_ids": step_ids}, indent=2))
+    if args.wait:
+        return _outcome(launcher, launcher.wait(cluster_id, step_ids, **_wait_options(args)))
+    return 0
+
+
+def _emr_status(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    result = launcher.status(_cluster_id(args))
+    if result:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _emr_wait(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    if args.dry_run:  # nothing was sent, so nothing to wait for
+        return 0
+    outcome = launcher.wait(_cluster_id(args), args.step_id, **_wait_options(args))
+    return _outcome(launcher, outcome)
+
+
+def _emr_terminate(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    launcher.terminate(_cluster_id(args))
+    return 0
+
+
+def _outcome(launcher: Launcher, outcome: RunOutcome) -> int:
+    """Print how the run ended; 0 only when every step completed and the cluster had no error."""
+    print(json.dumps(outcome.summary(), indent=2))
+    for line in launcher.report(outcome):
+        print(line, file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _account(args: argparse.Namespace) -> str:
+    from fruits_tools import s3_staging
+
+    if args.dry_run:
+        try:
+            return s3_staging.account_id(args.region)
+        except Exception:  # a dry run needs no credentials
+            return "ACCOUNT_ID"
+    return s3_staging.account_id(args.region)
+
+
 def _weights(args: argparse.Namespace) -> Path | None:
     """The weights file to stage: ``--weights`` or the local lookup (never a download)."""
     if args.weights:
         if not Path(args.weights).is_file():
             raise FileNotFoundError(f"weights file not found: {args.weights}")
         return Path(args.weights)
-    from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
+    from helpers.core.backbones import get_backbone
+    from helpers.core.recipe import WeightsNotFoundError, resolve_weights
 
     try:
-        return Path(resolve_weights(get_backbone("mobilenet_v2"), "imagenet", download=False))
+        return Path(resolve_weights(get_backbone(defaults.MODEL_NAME), "imagenet", download=False))
     except WeightsNotFoundError as err:
         if args.dry_run:
             print(f"(weights not found locally: {str(err).splitlines()[0]})", file=sys.stderr)
@@ -288,7 +343,7 @@ def _weights(args: argparse.Namespace) -> Path | None:
         raise ValueError(str(err).splitlines()[0] + " (pass --weights FILE)") from None
 
 
-def _steps(args: argparse.Namespace, spec, launcher) -> list[dict]:
+def _steps(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> list[dict]:
     """The chain's steps for ``emr run`` and ``emr submit``."""
     from fruits_tools import emr
 
@@ -316,7 +371,7 @@ def _jars() -> list[Path]:
     return [jar] if jar else []
 
 
-def _staged(launcher) -> list[str]:
+def _staged(launcher: Launcher) -> list[str]:
     """The staged jars the steps load (in a dry run: those ``stage`` would upload from here)."""
     if launcher.dry_run:
         return [launcher.spec.uri("code", "jars", jar.name) for jar in _jars()]
@@ -336,9 +391,13 @@ def _wheelhouse(args: argparse.Namespace) -> Path | None:
     return wheelhouse.build()
 
 
-def _notebooks_execution(args: argparse.Namespace, spec, launcher, cluster_id: str) -> int:
+def _emr_notebooks_execution(
+    args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher
+) -> int:
+    """Run a staged notebook with EMR Studio's engine on the cluster; wait unless told not."""
     from fruits_tools import emr
 
+    cluster_id = _cluster_id(args)
     if not args.notebook:
         raise ValueError("emr notebooks-execution needs --notebook (e.g. 03_pca)")
     if not args.studio_role:
@@ -365,7 +424,7 @@ def _notebooks_execution(args: argparse.Namespace, spec, launcher, cluster_id: s
     return 0 if execution["Status"] == "FINISHED" else 1
 
 
-def _teardown(args: argparse.Namespace, spec, launcher) -> int:
+def _emr_teardown(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
     """Remove what ``stage``, ``roles create`` and ``security-config create`` made; input,
     output and logs stay."""
     from fruits_tools import iam, s3_staging
@@ -413,53 +472,99 @@ def _teardown(args: argparse.Namespace, spec, launcher) -> int:
     return 0
 
 
-def _s3(args: argparse.Namespace) -> int:
-    from fruits_tools import s3_staging
+#: ``emr ACTION``: what each action does, in the order ``--help`` lists them.
+EMR_COMMANDS: dict[str, EmrCommand] = {
+    "run": _emr_run,
+    "roles": _emr_roles,
+    "security-config": _emr_security_config,
+    "stage": _emr_stage,
+    "create": _emr_create,
+    "submit": _emr_submit,
+    "status": _emr_status,
+    "wait": _emr_wait,
+    "terminate": _emr_terminate,
+    "policy": _emr_policy,
+    "cost": _emr_cost,
+    "notebooks-execution": _emr_notebooks_execution,
+    "teardown": _emr_teardown,
+}
+EMR_ACTIONS = list(EMR_COMMANDS)
 
-    wanted = {"make-bucket": 1, "upload": 2, "download": 2, "ls": 1}[args.action]
+
+# -- s3 ----------------------------------------------------------------------------------------
+
+
+def _s3(args: argparse.Namespace) -> int:
+    wanted, command = S3_COMMANDS[args.action]
     if len(args.args) != wanted:
         raise ValueError(f"s3 {args.action} takes {wanted} argument(s), got {len(args.args)}")
-    if args.action == "upload" and not Path(args.args[0]).is_dir():
-        raise FileNotFoundError(f"no folder at {args.args[0]}")
-    if args.dry_run and args.action == "make-bucket":
-        requests = s3_staging.planned_requests(
-            args.args[0], args.region, kms_key_arn=args.kms_key, prefix=args.prefix,
-            multipart_days=args.multipart_days, staging_days=args.staging_days,
-            log_days=args.log_days,
-        )  # fmt: skip
-        for operation, params in requests:
+    return command(args)
+
+
+def _s3_make_bucket(args: argparse.Namespace) -> int:
+    from fruits_tools import s3_staging
+
+    options = {
+        "kms_key_arn": args.kms_key, "prefix": args.prefix, "multipart_days": args.multipart_days,
+        "staging_days": args.staging_days, "log_days": args.log_days,
+    }  # fmt: skip
+    if args.dry_run:
+        for operation, params in s3_staging.planned_requests(args.args[0], args.region, **options):
             print(json.dumps({"operation": operation, "params": params}, indent=2))
         return 0
-    if args.dry_run and args.action == "upload":
-        root = Path(args.args[0])
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            print(
-                f"upload {path} -> {args.args[1].rstrip('/')}/{path.relative_to(root).as_posix()}"
-            )
-        return 0
     owner = s3_staging.account_id(args.region)  # ExpectedBucketOwner of every request
-    if args.action == "make-bucket":
-        settings = s3_staging.ensure_bucket(
-            args.args[0], args.region, expected_owner=owner, kms_key_arn=args.kms_key,
-            prefix=args.prefix, multipart_days=args.multipart_days,
-            staging_days=args.staging_days, log_days=args.log_days,
-        )  # fmt: skip
-        print(json.dumps(settings, indent=2, default=str))
-    elif args.action == "upload":
-        print(
-            s3_staging.upload_folder(
-                args.args[0], args.args[1], workers=args.workers, expected_owner=owner
-            )
-        )
-    elif args.action == "download":
-        print(
-            s3_staging.download_prefix(
-                args.args[0], args.args[1], workers=args.workers, expected_owner=owner
-            )
-        )
-    else:
-        objects = s3_staging.list_prefix(args.args[0], expected_owner=owner)
-        for obj in objects:
-            print(f"{obj['size']:>12,}  {obj['key']}")
-        print(f"{len(objects)} objects, {sum(o['size'] for o in objects):,} bytes")
+    settings = s3_staging.ensure_bucket(args.args[0], args.region, expected_owner=owner, **options)
+    print(json.dumps(settings, indent=2, default=str))
     return 0
+
+
+def _s3_upload(args: argparse.Namespace) -> int:
+    from fruits_tools import s3_staging
+
+    root, target = Path(args.args[0]), args.args[1]
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder at {args.args[0]}")
+    if args.dry_run:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            print(f"upload {path} -> {target.rstrip('/')}/{path.relative_to(root).as_posix()}")
+        return 0
+    owner = s3_staging.account_id(args.region)
+    print(
+        s3_staging.upload_folder(args.args[0], target, workers=args.workers, expected_owner=owner)
+    )
+    return 0
+
+
+def _s3_download(args: argparse.Namespace) -> int:
+    from fruits_tools import s3_staging
+
+    owner = s3_staging.account_id(args.region)
+    print(
+        s3_staging.download_prefix(
+            args.args[0], args.args[1], workers=args.workers, expected_owner=owner
+        )
+    )
+    return 0
+
+
+def _s3_ls(args: argparse.Namespace) -> int:
+    from fruits_tools import s3_staging
+
+    owner = s3_staging.account_id(args.region)
+    objects = s3_staging.list_prefix(args.args[0], expected_owner=owner)
+    for obj in objects:
+        print(f"{obj['size']:>12,}  {obj['key']}")
+    print(f"{len(objects)} objects, {sum(o['size'] for o in objects):,} bytes")
+    return 0
+
+
+#: ``s3 ACTION``: how many arguments it takes and what it does.
+S3_COMMANDS: dict[str, tuple[int, Command]] = {
+    "make-bucket": (1, _s3_make_bucket),
+    "upload": (2, _s3_upload),
+    "download": (2, _s3_download),
+    "ls": (1, _s3_ls),
+}
+
+#: The command line's commands.
+COMMANDS: dict[str, Command] = {"emr": _emr, "s3": _s3, "make-sample": _make_sample}

@@ -23,7 +23,7 @@ import math
 import re
 import shlex
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 #: EMR 7.13: Spark 3.5.6 on Amazon Linux 2023; the bootstrap adds Python 3.11 (see README).
 DEFAULT_RELEASE = "emr-7.13.0"
 VENV_PYTHON = "/opt/fruits-venv/bin/python"
-#: Where the notebooks step copies the staged jars on the primary node.
+#: Where the notebooks step copies the staged jars and notebooks on the primary node.
 JARS_DIR = "/tmp/fruits-jars"
+NOTEBOOKS_DIR = "/tmp/fruits-notebooks"
+#: Spark's home on EMR's nodes.
+SPARK_HOME = "/usr/lib/spark"
 #: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
 EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
 SECURITY_CONFIGURATION = "fruits-security"
@@ -224,7 +227,7 @@ def check_chain_args(command: str, args: Sequence[str]) -> None:
     import contextlib
     import io
 
-    from helpers.faces.cli import build_parser
+    from helpers.faces.args import build_parser
 
     for option in LAUNCHER_OPTIONS[command]:
         if any(a == option or a.startswith(option + "=") for a in args):
@@ -236,6 +239,17 @@ def check_chain_args(command: str, args: Sequence[str]) -> None:
         except SystemExit:
             reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid"]
             raise ValueError(f"{command} arguments: {reason[0]}") from None
+
+
+def shell_script(env: Mapping[str, str], commands: Sequence[Sequence[str]]) -> str:
+    """One shell command line: ``export`` of ``env``, then ``commands``, each run only when the
+    one before succeeded (`` && ``); every value and argument is quoted for the shell."""
+    for name in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"not an environment variable's name: {name!r}")
+    exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+    parts = [f"export {exports}"] if env else []
+    return " && ".join([*parts, *(shlex.join(command) for command in commands)])
 
 
 def pipeline_steps(
@@ -260,8 +274,19 @@ def pipeline_steps(
     """
     input_uri = input_uri or spec.uri("input")
     output_uri = output_uri or spec.uri("output")
-    extra = list(extra_args or [])
-    more = list(recognize_args or [])
+    extra, more = list(extra_args or []), list(recognize_args or [])
+    _check_step_args(mode, extra, more)
+    if mode == "cli":
+        commands = _cli_commands(spec, input_uri, output_uri, extra, more, jars)
+    elif mode == "notebooks":
+        commands = [_notebooks_command(spec, input_uri, output_uri, extra, jars)]
+    else:
+        raise ValueError(f"mode must be 'cli' or 'notebooks', got {mode!r}")
+    return _step_requests(commands)
+
+
+def _check_step_args(mode: str, extra: list[str], more: list[str]) -> None:
+    """Refuse the steps' arguments before a cluster is paid for (see :func:`check_chain_args`)."""
     if mode in ("cli", "notebooks"):
         check_chain_args("run" if mode == "cli" else "notebooks", extra)
     if mode == "notebooks" and more:
@@ -271,56 +296,66 @@ def pipeline_steps(
         )
     if more:
         check_chain_args("recognize", more)
+
+
+def _cli_commands(
+    spec: ClusterSpec,
+    input_uri: str,
+    output_uri: str,
+    extra: list[str],
+    more: list[str],
+    jars: Sequence[str],
+) -> list[tuple[str, list[str]]]:
+    """The cli mode's (name, argv) pairs: ``run``, then ``recognize`` on its output."""
     submit = ["spark-submit", "--deploy-mode", "cluster"]
     if jars:
         submit += ["--jars", ",".join(jars)]
-    if mode == "cli":
-        args = [*submit, spec.uri("code", "run_pipeline.py"), "run",
-                "--input", input_uri, "--output", output_uri, *extra]  # fmt: skip
-        name = "fruits: featurize + PCA"
-        entry = spec.uri("code", "run_pipeline.py")
-        # recognition featurizes its cluttered pictures with the run's own weights
-        weights = (
-            extra[extra.index("--weights") : extra.index("--weights") + 2]
-            if ("--weights" in extra and "--weights" not in more)
-            else []
-        )
-        recognize = [*submit, entry, "recognize", "--output", output_uri, *weights, *more]
-    elif mode == "notebooks":
-        books = "/tmp/fruits-notebooks"
-        # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME.
-        # PYSPARK_PYTHON: the kernels start Spark from a plain Python process, where
-        # spark.pyspark.python is not applied, so executors would run the system python3.
-        # FRUITS_MODELS_URI: that process reads no spark-env.sh either; the weights come from
-        # the bucket, never from the internet.
-        # FRUITS_SPARKMEASURE_JAR: a local copy of the staged jar, for the kernels' sessions
-        local_jars = [f"{JARS_DIR}/{uri.rsplit('/', 1)[-1]}" for uri in jars]
-        fetch_jars = "".join(f"aws s3 cp --only-show-errors {uri} {JARS_DIR}/ && " for uri in jars)
-        measured = [j for j in local_jars if j.rsplit("/", 1)[-1].startswith("spark-measure_")]
-        measure = f" FRUITS_SPARKMEASURE_JAR={measured[0]}" if measured else ""
-        script = (
-            f"export SPARK_HOME=/usr/lib/spark PYSPARK_PYTHON={VENV_PYTHON} "
-            f"FRUITS_MODELS_URI={spec.uri('code', 'models')}{measure} && {fetch_jars}"
-            f"aws s3 cp --recursive --only-show-errors {spec.uri('code', 'notebooks')} {books} && "
-            f"{VENV_PYTHON} -m helpers notebooks --notebook-dir {books} --kernel fruits "
-            f"-p SPARK_MASTER yarn -p INPUT_URI {input_uri} --output {output_uri} "
-            + shlex.join(extra)
-        ).strip()
-        args = ["bash", "-c", script]
-        name = "fruits: notebooks 01-05"
-    else:
-        raise ValueError(f"mode must be 'cli' or 'notebooks', got {mode!r}")
-    steps = [(name, args)]
-    if mode == "cli":
-        steps.append(("fruits: recognition", recognize))
+    entry = [*submit, spec.uri("code", "run_pipeline.py")]
+    run = [*entry, "run", "--input", input_uri, "--output", output_uri, *extra]
+    # recognition featurizes its cluttered pictures by the features' recipe, which names
+    # the run's weight file (features/_manifest.json): nothing to pass on here
+    recognize = [*entry, "recognize", "--output", output_uri, *more]
+    return [("fruits: featurize + PCA", run), ("fruits: recognition", recognize)]
+
+
+def _notebooks_command(
+    spec: ClusterSpec, input_uri: str, output_uri: str, extra: list[str], jars: Sequence[str]
+) -> tuple[str, list[str]]:
+    """The notebooks mode's (name, argv): one ``bash -c`` script on the primary node that
+    copies the staged jars and notebooks there, then runs the notebooks with papermill."""
+    local_jars = [f"{JARS_DIR}/{uri.rsplit('/', 1)[-1]}" for uri in jars]
+    measured = [j for j in local_jars if j.rsplit("/", 1)[-1].startswith("spark-measure_")]
+    env = {
+        # EMR's own pyspark (on the environment's path via the bootstrap) needs SPARK_HOME
+        "SPARK_HOME": SPARK_HOME,
+        # the kernels start Spark from a plain Python process, where spark.pyspark.python is
+        # not applied, so executors would run the system python3
+        "PYSPARK_PYTHON": VENV_PYTHON,
+        # that process reads no spark-env.sh either: the weights come from the bucket, never
+        # from the internet
+        "FRUITS_MODELS_URI": spec.uri("code", "models"),
+    }
+    if measured:  # a local copy of the staged jar, for the kernels' sessions
+        env["FRUITS_SPARKMEASURE_JAR"] = measured[0]
+    fetch = [["aws", "s3", "cp", "--only-show-errors", uri, f"{JARS_DIR}/"] for uri in jars]
+    fetch.append(["aws", "s3", "cp", "--recursive", "--only-show-errors",
+                  spec.uri("code", "notebooks"), NOTEBOOKS_DIR])  # fmt: skip
+    notebooks = [VENV_PYTHON, "-m", "helpers", "notebooks", "--notebook-dir", NOTEBOOKS_DIR,
+                 "--kernel", "fruits", "-p", "SPARK_MASTER", "yarn", "-p", "INPUT_URI", input_uri,
+                 "--output", output_uri, *extra]  # fmt: skip
+    return "fruits: notebooks 01-05", ["bash", "-c", shell_script(env, [*fetch, notebooks])]
+
+
+def _step_requests(commands: Sequence[tuple[str, list[str]]]) -> list[dict]:
+    """``AddJobFlowSteps``' steps: command-runner.jar running each (name, argv) in turn."""
     return [
         {
-            "Name": step_name,
+            "Name": name,
             # a failed step cancels the ones after it: they would read stale outputs
-            "ActionOnFailure": "CONTINUE" if i == len(steps) - 1 else "CANCEL_AND_WAIT",
-            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": step_args},
+            "ActionOnFailure": "CONTINUE" if i == len(commands) - 1 else "CANCEL_AND_WAIT",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
         }
-        for i, (step_name, step_args) in enumerate(steps)
+        for i, (name, args) in enumerate(commands)
     ]
 
 
