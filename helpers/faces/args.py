@@ -11,12 +11,44 @@ from helpers.core.backbones import BACKBONES
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m helpers`` (``fruits``): one sub-command per step."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
         description="Fruits! image pipeline: run, recognize, notebooks, predict",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _run_command(sub)
+    _recognize_command(sub)
+    _notebooks_command(sub)
+    _predict_command(sub)
+    return parser
 
+
+def _add_feature_args(parser: argparse.ArgumentParser) -> None:
+    """How features are computed: input size, inference runtime, precision."""
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=defaults.INPUT_SIZE,
+        help="side of the square images fed to the CNN; MobileNetV2: 96, 128, 160, 192 or 224 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default=defaults.RUNTIME,
+        choices=defaults.RUNTIMES,
+        help="inference runtime (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=defaults.PRECISION,
+        choices=defaults.PRECISIONS,
+        help="precision; bf16 needs --runtime openvino (default: %(default)s)",
+    )
+
+
+def _run_command(sub) -> None:
+    """``run``: the chain from images to Parquet, PCA and reports."""
     run = sub.add_parser("run", help="run the whole chain and write Parquet, figure and report")
     run.add_argument(
         "--input",
@@ -82,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "default: on when stderr is a terminal",
     )
 
+
+def _recognize_command(sub) -> None:
+    """``recognize``: the recognition step on a run's output."""
     recognize = sub.add_parser(
         "recognize",
         help="after run: train + evaluate the classifier, cluster, draw maps (as notebook 05)",
@@ -139,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recognize.add_argument("--master", default=None, help="Spark master")
 
+
+def _notebooks_command(sub) -> None:
+    """``notebooks``: the five notebooks headless (papermill)."""
     books = sub.add_parser(
         "notebooks", help="execute notebooks 01-05 headless with papermill (the main job)"
     )
@@ -169,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook-dir", default=None, help="folder holding the notebooks (default: notebooks/)"
     )
 
+
+def _predict_command(sub) -> None:
+    """``predict``: top labels for photos, without Spark."""
     predict = sub.add_parser(
         "predict", help="top labels for photos with a saved recognizer (no Spark)"
     )
@@ -208,28 +249,3 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer with a runtime or precision other than the recognizer's features used",
     )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    return parser
-
-
-def _add_feature_args(parser: argparse.ArgumentParser) -> None:
-    """How features are computed: input size, inference runtime, precision."""
-    parser.add_argument(
-        "--input-size",
-        type=int,
-        default=defaults.INPUT_SIZE,
-        help="side of the square images fed to the CNN; MobileNetV2: 96, 128, 160, 192 or 224 "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--runtime",
-        default=defaults.RUNTIME,
-        choices=defaults.RUNTIMES,
-        help="inference runtime (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--precision",
-        default=defaults.PRECISION,
-        choices=defaults.PRECISIONS,
-        help="precision; bf16 needs --runtime openvino (default: %(default)s)",
-    )

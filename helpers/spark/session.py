@@ -77,6 +77,45 @@ def get_spark(
         return active
 
     chosen = resolve_master(master)
+    settings, effective, our_log4j = _settings(chosen, conf, event_log_dir, log_file)
+    builder = SparkSession.builder.appName(app_name)
+    if chosen is not None:
+        builder = builder.master(chosen)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    _OWNED_APPS.add(spark.sparkContext.applicationId)
+    level = os.environ.get("FRUITS_SPARK_LOG_LEVEL")
+    if level or not our_log4j:
+        # our log4j configuration keeps INFO for the log file and WARN for the console
+        spark.sparkContext.setLogLevel(level or "WARN")
+    log.info(
+        "Started Spark %s (master %s, UI %s)",
+        spark.version,
+        spark.sparkContext.master or effective,
+        spark.sparkContext.uiWebUrl,
+    )
+    return spark
+
+
+def scala_binary_version() -> str:
+    """``2.13`` (Spark 4) or ``2.12`` (Spark 3.5 as EMR 7 ships it), from pyspark's jars."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    for jar in jars.glob("scala-library-*.jar"):
+        return ".".join(jar.name.removeprefix("scala-library-").split(".")[:2])
+    return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
+
+
+def _settings(
+    chosen: str | None,
+    conf: dict[str, str] | None,
+    event_log_dir: str | None,
+    log_file: str | Path | None,
+) -> tuple[dict[str, str], str, bool]:
+    """The settings of a session to build: ours, then the caller's; the master Spark will use
+    (``""`` when spark-submit fixes it); whether the driver logs through our log4j2 file."""
     # None: spark-submit or spark-defaults.conf already names the master; Spark applies it.
     submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
     effective = chosen or ("" if submitted else configured_master() or "")
@@ -122,34 +161,7 @@ def get_spark(
     merged = {"spark.driver.extraJavaOptions", "spark.jars"} & set(settings)
     settings.update({k: v for k, v in (conf or {}).items() if k not in merged})
 
-    builder = SparkSession.builder.appName(app_name)
-    if chosen is not None:
-        builder = builder.master(chosen)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    _OWNED_APPS.add(spark.sparkContext.applicationId)
-    level = os.environ.get("FRUITS_SPARK_LOG_LEVEL")
-    if level or not our_log4j:
-        # our log4j configuration keeps INFO for the log file and WARN for the console
-        spark.sparkContext.setLogLevel(level or "WARN")
-    log.info(
-        "Started Spark %s (master %s, UI %s)",
-        spark.version,
-        spark.sparkContext.master or effective,
-        spark.sparkContext.uiWebUrl,
-    )
-    return spark
-
-
-def scala_binary_version() -> str:
-    """``2.13`` (Spark 4) or ``2.12`` (Spark 3.5 as EMR 7 ships it), from pyspark's jars."""
-    import pyspark
-
-    jars = Path(pyspark.__file__).parent / "jars"
-    for jar in jars.glob("scala-library-*.jar"):
-        return ".".join(jar.name.removeprefix("scala-library-").split(".")[:2])
-    return "2.13" if int(pyspark.__version__.split(".")[0]) >= 4 else "2.12"
+    return settings, effective, our_log4j
 
 
 def sparkmeasure_jar() -> Path | None:
