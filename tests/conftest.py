@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -12,7 +13,8 @@ import pandas as pd
 import pytest
 
 from helpers import config
-from helpers.core.backbones import get_backbone, resolve_weights
+from helpers.core.backbones import get_backbone
+from helpers.core.recipe import Recipe, resolve_weights
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,13 +68,16 @@ def spark(tmp_path_factory):
 
 def featurize_to_pandas(spark, folder: Path, weights: str, model_name="mobilenet_v2"):
     """Features of every image under ``folder`` computed through Spark, as a pandas frame
-    (``model_name``: a backbone name or a :class:`helpers.core.backbones.FeatureSpec`)."""
+    (``model_name``: a backbone name or a :class:`helpers.core.recipe.FeatureSpec`)."""
+    from helpers.core.recipe import FeatureSpec
     from helpers.spark.featurize import add_features
     from helpers.spark.ingest import list_images
 
     listing = tempfile.mkdtemp(prefix="listing-")
     images = list_images(spark, str(folder), listing).images
-    df = add_features(images, model_name, weights, batch_size=32)
+    spec = model_name if isinstance(model_name, FeatureSpec) else FeatureSpec(model_name)
+    recipe = Recipe.resolve(*dataclasses.astuple(spec), weights=weights)
+    df = add_features(images, recipe, batch_size=32)
     pdf = df.select("path", "label", "features", "error").toPandas()
     return pdf.sort_values("path").reset_index(drop=True)
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import boto3
-import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
 from fruits_tools import s3_staging
+from tests.awsmodels import assert_valid_request, takes_parameter
 
-S3_MODEL = botocore.session.get_session().get_service_model("s3")
 OWNER = "123456789012"  # moto's account
 
 
@@ -123,13 +122,11 @@ def test_every_request_that_takes_it_names_the_expected_owner(aws_local, tmp_pat
                 "PutBucketLifecycleConfiguration", "GetBucketEncryption"}  # fmt: skip
     assert expected | {"ListObjectsV2"} <= operations
     for name, owner in sent:
-        takes_it = "ExpectedBucketOwner" in S3_MODEL.operation_model(name).input_shape.members
+        takes_it = takes_parameter("s3", name, "ExpectedBucketOwner")
         assert owner == (OWNER if takes_it else None), name
 
 
 def test_make_bucket_dry_run_prints_valid_requests_and_creates_nothing(aws_local, capsys):
-    from botocore.validate import ParamValidator
-
     from fruits_tools import cli
     from tests.test_aws_iam import json_objects
 
@@ -138,8 +135,6 @@ def test_make_bucket_dry_run_prints_valid_requests_and_creates_nothing(aws_local
     printed = json_objects(capsys.readouterr().out)
     assert [p["operation"] for p in printed][0] == "CreateBucket"
     for request in printed:
-        shape = S3_MODEL.operation_model(request["operation"]).input_shape
-        report = ParamValidator().validate(request["params"], shape)
-        assert not report.has_errors(), report.generate_report()
+        assert_valid_request("s3", request["operation"], request["params"])
     names = {b["Name"] for b in boto3.client("s3").list_buckets().get("Buckets", [])}
     assert "fruits-dry" not in names

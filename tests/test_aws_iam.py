@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.request
 
 import boto3
-import botocore.session
 import parliament
 import pytest
-from botocore.validate import ParamValidator
 
 from fruits_tools import iam
-from tests.conftest import ROOT
+from tests.awsmodels import assert_valid_request
+from tests.clirun import run_cli
 
 BUCKET, PREFIX, ACCOUNT, REGION = "fruits-bucket", "fruits", "123456789012", "eu-west-3"
 KEY = "arn:aws:kms:eu-west-3:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-IAM_MODEL = botocore.session.get_session().get_service_model("iam")
 
 #: Findings accepted, each for a reason parliament cannot know.
 ACCEPTED = {
@@ -139,9 +135,7 @@ def test_iam_requests_match_the_iam_service_model(which):
         else iam.delete_requests()
     )
     for operation, params in requests:
-        shape = IAM_MODEL.operation_model(operation).input_shape
-        report = ParamValidator().validate(params, shape)
-        assert not report.has_errors(), report.generate_report()
+        assert_valid_request("iam", operation, params)
 
 
 def test_service_role_is_v2_and_trusts_only_this_account():
@@ -203,10 +197,8 @@ def test_roles_in_a_local_iam_and_the_policy_evaluated_by_moto(moto_endpoint):
 
 
 def test_roles_command_dry_run_prints_the_requests():
-    done = subprocess.run(
-        [sys.executable, "-m", "fruits_tools", "emr", "roles", "create", "--bucket", BUCKET,
-         "--dry-run"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    done = run_cli(
+        "fruits_tools", "emr", "roles", "create", "--bucket", BUCKET, "--dry-run", timeout=120,
         env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
              "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
     )  # fmt: skip
@@ -215,8 +207,7 @@ def test_roles_command_dry_run_prints_the_requests():
     assert [o["operation"] for o in operations] == [o for o, _ in iam.create_requests(
         BUCKET, PREFIX, ACCOUNT, REGION)]  # fmt: skip
     for operation in operations:
-        shape = IAM_MODEL.operation_model(operation["operation"]).input_shape
-        assert not ParamValidator().validate(operation["params"], shape).has_errors()
+        assert_valid_request("iam", operation["operation"], operation["params"])
 
 
 def test_roles_command_against_the_local_iam(moto_endpoint):

@@ -16,23 +16,16 @@ import time
 
 import boto3
 import botocore.exceptions
-import botocore.session
 import pytest
-from botocore.validate import ParamValidator
 
 from fruits_tools import cli, emr, iam, s3_staging
+from tests.awsmodels import assert_valid_request
 from tests.test_aws_iam import start_moto
 
 BUCKET = "fruits-launch"
 ARGS = ["--bucket", BUCKET, "--poll", "0.2", "--timeout", "60"]
 APP = "application_1764140000000_0001"
-EMR_MODEL = botocore.session.get_session().get_service_model("emr")
 KEY = "arn:aws:kms:eu-west-3:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-
-
-def validation_errors(operation: str, params: dict) -> str:
-    report = ParamValidator().validate(params, EMR_MODEL.operation_model(operation).input_shape)
-    return report.generate_report() if report.has_errors() else ""
 
 
 @pytest.fixture
@@ -255,7 +248,7 @@ def test_security_configuration_in_the_local_emr(local_aws):
     stored = boto3.client("emr").describe_security_configuration(Name=emr.SECURITY_CONFIGURATION)
     assert json.loads(stored["SecurityConfiguration"]) == emr.security_configuration(KEY)
     params = {"Name": "x", "SecurityConfiguration": json.dumps(document)}
-    assert validation_errors("CreateSecurityConfiguration", params) == ""
+    assert_valid_request("emr", "CreateSecurityConfiguration", params)
 
 
 def test_notebook_execution_request_matches_the_emr_service_model(capsys):
@@ -263,7 +256,7 @@ def test_notebook_execution_request_matches_the_emr_service_model(capsys):
     request = emr.notebook_execution_request(
         spec, "j-1", "03_pca", {"K": 50, "INPUT_URI": "s3://b/in"}, "EMR_Notebooks_DefaultRole"
     )
-    assert validation_errors("StartNotebookExecution", request) == ""
+    assert_valid_request("emr", "StartNotebookExecution", request)
     assert request["NotebookS3Location"]["Key"] == "fruits/code/notebooks-studio/03_pca.ipynb"
     assert json.loads(request["NotebookParams"]) == {"K": 50, "INPUT_URI": "s3://b/in"}
     assert cli.main(["emr", "notebooks-execution", "--bucket", BUCKET, "--dry-run",
@@ -271,7 +264,7 @@ def test_notebook_execution_request_matches_the_emr_service_model(capsys):
                      "--studio-role", "EMR_Notebooks_DefaultRole"]) == 0  # fmt: skip
     printed = json.loads(capsys.readouterr().out)
     assert printed["operation"] == "StartNotebookExecution"
-    assert validation_errors("StartNotebookExecution", printed["params"]) == ""
+    assert_valid_request("emr", "StartNotebookExecution", printed["params"])
     not_an_object = ["emr", "notebooks-execution", "--bucket", BUCKET, "--dry-run",
                      "--notebook", "03_pca", "--params", "[1]", "--studio-role", "r"]  # fmt: skip
     assert cli.main(not_an_object) == 2

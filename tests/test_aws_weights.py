@@ -8,7 +8,8 @@ import pytest
 
 from fruits_tools import emr, s3_staging
 from helpers import config, storage
-from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers.core.backbones import get_backbone
+from helpers.core.recipe import WeightsNotFoundError, resolve_weights
 
 BUCKET = "fruits-weights"
 

@@ -7,30 +7,22 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import boto3
-import botocore.session
 import pytest
 import tomllib
-from botocore.validate import ParamValidator
 
 from fruits_tools import emr, s3_staging
+from tests.awsmodels import assert_valid_request
+from tests.clirun import assert_one_line_error, run_cli
 from tests.conftest import ROOT
 
 SPEC = emr.ClusterSpec(bucket="fruits-bucket", task_count=2)
-EMR_MODEL = botocore.session.get_session().get_service_model("emr")
-
-
-def validation_errors(operation: str, params: dict) -> str:
-    shape = EMR_MODEL.operation_model(operation).input_shape
-    report = ParamValidator().validate(params, shape)
-    return report.generate_report() if report.has_errors() else ""
 
 
 def test_cluster_request_matches_the_emr_service_model():
     request = emr.run_job_flow_request(SPEC)
-    assert validation_errors("RunJobFlow", request) == ""
+    assert_valid_request("emr", "RunJobFlow", request)
     groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
     assert groups["TASK"]["Market"] == "SPOT" and groups["CORE"]["InstanceCount"] == 2
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
@@ -59,7 +51,7 @@ def test_cluster_request_matches_the_emr_service_model():
 def test_one_shot_request_runs_the_steps_and_ends():
     steps = emr.pipeline_steps(SPEC)
     request = emr.run_job_flow_request(SPEC, steps)
-    assert validation_errors("RunJobFlow", request) == ""
+    assert_valid_request("emr", "RunJobFlow", request)
     assert request["Steps"] == steps
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
     assert "AutoTerminationPolicy" not in request  # it ends with its last step
@@ -106,29 +98,38 @@ def test_chain_arguments_reach_their_steps_and_are_checked_before_anything_is_se
         with pytest.raises(ValueError, match=message) as err:
             emr.pipeline_steps(SPEC, **kwargs)
         assert "\n" not in str(err.value)
-    done = subprocess.run(
-        [sys.executable, "-m", "fruits_tools", "emr", "run", "--bucket", "fruits-bucket",
-         "--dry-run", "--recognize-args", "--augment-copies three"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    done = run_cli(
+        "fruits_tools", "emr", "run", "--bucket", "fruits-bucket", "--dry-run",
+        "--recognize-args", "--augment-copies three", timeout=120,
     )  # fmt: skip
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "invalid int value: 'three'" in done.stderr and "RunJobFlow" not in done.stdout
+    assert_one_line_error(done, "invalid int value: 'three'")
+    assert "RunJobFlow" not in done.stdout
 
 
 def test_weights_are_looked_up_in_the_staged_folder_on_the_cluster():
-    for classification in emr.render_configurations(SPEC):
-        properties = dict(classification.get("Properties", {}))
-        for nested in classification.get("Configurations", []):
-            properties.update(nested["Properties"])
-        for name in ("spark.yarn.appMasterEnv.FRUITS_MODELS_URI", "FRUITS_MODELS_URI"):
-            if name in properties:
-                assert properties[name] == "s3://fruits-bucket/fruits/code/models"
+    """``FRUITS_MODELS_URI`` names the staged weights wherever a process looks them up: the
+    driver of a cluster-mode step (YARN's application master), the executors, and what reads
+    spark-env.sh (client-mode drivers, the notebooks' kernels)."""
+    staged = "s3://fruits-bucket/fruits/code/models"
+    configurations = {c["Classification"]: c for c in emr.render_configurations(SPEC)}
+    spark_defaults = configurations["spark-defaults"]["Properties"]
+    assert spark_defaults.get("spark.yarn.appMasterEnv.FRUITS_MODELS_URI") == staged
+    assert spark_defaults.get("spark.executorEnv.FRUITS_MODELS_URI") == staged
+    exports = [
+        nested["Properties"]
+        for nested in configurations["spark-env"].get("Configurations", [])
+        if nested["Classification"] == "export"
+    ]
+    assert [e.get("FRUITS_MODELS_URI") for e in exports] == [staged]
+    # the notebooks step's own process reads no spark-env.sh: its command line sets it
+    (notebooks,) = emr.pipeline_steps(SPEC, mode="notebooks")
+    assert f"FRUITS_MODELS_URI={staged} " in notebooks["HadoopJarStep"]["Args"][2]
 
 
 @pytest.mark.parametrize("mode", ["cli", "notebooks"])
 def test_step_requests_match_the_emr_service_model(mode):
     steps = emr.pipeline_steps(SPEC, mode=mode)
-    assert validation_errors("AddJobFlowSteps", {"JobFlowId": "j-1", "Steps": steps}) == ""
+    assert_valid_request("emr", "AddJobFlowSteps", {"JobFlowId": "j-1", "Steps": steps})
     command = " ".join(steps[0]["HadoopJarStep"]["Args"])
     assert (
         "s3://fruits-bucket/fruits/input" in command
@@ -146,16 +147,15 @@ def test_step_requests_match_the_emr_service_model(mode):
 
 
 def test_dry_run_prints_exactly_the_requests():
-    done = subprocess.run(
-        [sys.executable, "-m", "fruits_tools", "emr", "create", "--bucket", "fruits-bucket",
-         "--task-count", "2", "--dry-run"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    done = run_cli(
+        "fruits_tools", "emr", "create", "--bucket", "fruits-bucket", "--task-count", "2",
+        "--dry-run", timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["operation"] == "RunJobFlow"
     assert printed["params"] == emr.run_job_flow_request(SPEC)
-    assert validation_errors("RunJobFlow", printed["params"]) == ""
+    assert_valid_request("emr", "RunJobFlow", printed["params"])
 
 
 def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path):
@@ -267,7 +267,8 @@ def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    expected = [d for d in project["dependencies"] if not d.startswith("pyspark")]
+    runtime = project["dependencies"] + project["optional-dependencies"]["runtime"]
+    expected = [d for d in runtime if not d.startswith("pyspark")]
     install = next(line for line in done.stdout.splitlines() if "tensorflow" in line)
     assert sorted(re.findall(r"\S+(?:==|>=)\S+", install)) == sorted(expected)
     assert "aws s3 cp --only-show-errors s3://b/p/code/x.whl /tmp/x.whl" in done.stdout
@@ -336,16 +337,14 @@ def test_no_credentials_in_the_repository():
     assert found == []
 
 
-def test_recognition_step_featurizes_with_the_runs_weights():
-    """The recognition step makes cluttered pictures through the CNN: with the weights the run
-    was given, and none of the run's other options (which it does not take)."""
+def test_recognition_step_takes_none_of_the_runs_options():
+    """The recognition step featurizes by the features' recipe (features/_manifest.json names
+    the run's weights): none of the run's options reach it."""
     spec = emr.ClusterSpec(bucket="b")
     extra = ["--input-size", "96", "--weights", "s3://b/fruits/code/models/w.h5"]
     run, recognize = (
         s["HadoopJarStep"]["Args"] for s in emr.pipeline_steps(spec, extra_args=extra)
     )
     assert run[-4:] == extra
-    assert recognize[-2:] == ["--weights", "s3://b/fruits/code/models/w.h5"]
-    assert "--input-size" not in recognize
-    plain = emr.pipeline_steps(spec)[1]["HadoopJarStep"]["Args"]
-    assert "--weights" not in plain
+    assert recognize[-2:] == ["--output", "s3://b/fruits/output"]
+    assert "--input-size" not in recognize and "--weights" not in recognize

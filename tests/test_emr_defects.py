@@ -20,6 +20,7 @@ import pytest
 from fruits_tools import emr, s3_staging
 from helpers import storage
 from helpers.spark import session as spark_session
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
 PROBE = textwrap.dedent(
@@ -127,11 +128,8 @@ def test_make_bucket_whatever_the_profile_region(aws_local, monkeypatch, profile
 
 def test_make_bucket_command_line_in_another_region(aws_local, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
-    done = subprocess.run(
-        [sys.executable, "-m", "fruits_tools", "s3", "make-bucket", "fruits-cli-paris",
-         "--region", "eu-west-3"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    done = run_cli("fruits_tools", "s3", "make-bucket", "fruits-cli-paris", "--region", "eu-west-3",
+                   timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
 
 

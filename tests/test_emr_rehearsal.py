@@ -25,8 +25,10 @@ import pytest
 
 from fruits_tools import emr
 from tests import emr_box
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
+# (the tests on the YARN minicluster also carry spark and slow: Spark in extra JVMs)
 pytestmark = pytest.mark.rehearsal
 
 INPUT = ROOT / "data_sample"
@@ -187,6 +189,8 @@ def test_release_and_spark_version_in_step():
     assert emr.DEFAULT_RELEASE == "emr-7.13.0" and emr_box.EMR_SPARK_VERSION == "3.5.6"
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_run_and_recognize_steps_succeed_on_yarn_in_cluster_mode(yarn_steps, yarn):
     for result in yarn_steps["results"]:
         assert result["done"].returncode == 0, result["done"].stderr[-4000:]
@@ -202,6 +206,8 @@ def test_run_and_recognize_steps_succeed_on_yarn_in_cluster_mode(yarn_steps, yar
         )
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_the_steps_ran_on_yarn_with_executors_in_nodemanager_containers(node, yarn_steps, yarn):
     # `run` logs under its output (given a local output); `recognize` where the cluster does
     events_dirs = [yarn_steps["output"] / "spark-events", node["prefix"] / "var-log-spark-apps"]
@@ -227,6 +233,8 @@ def test_the_steps_ran_on_yarn_with_executors_in_nodemanager_containers(node, ya
         assert any(container_prefix in str(p) for p in yarn.container_logs(app_id))
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_yarn_outputs_are_complete(yarn_steps):
     output = yarn_steps["output"]
     images = [p for p in INPUT.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -255,14 +263,13 @@ def local_spark4_run(tmp_path_factory, mobilenet_weights):
          "--master", "local[2]"],
         ["recognize", "--output", str(output), "--master", "local[2]", *RECOGNIZE_ARGS],
     ):  # fmt: skip
-        done = subprocess.run(
-            [sys.executable, "-m", "helpers", *command],
-            capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT,
-        )  # fmt: skip
+        done = run_cli("helpers", *command, env=env, timeout=1200)
         assert done.returncode == 0, done.stderr[-3000:]
     return output
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
     emr_out, local_out = yarn_steps["output"], local_spark4_run
     a, b = _features(emr_out), _features(local_out)
@@ -300,6 +307,8 @@ def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
     )
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_path):
     """The notebooks step's command (minus its ``aws s3 cp``), with the kernel the bootstrap
     registered and ``SPARK_MASTER yarn``: every notebook runs against the minicluster."""

@@ -5,8 +5,10 @@ import pytest
 
 from helpers import config
 from helpers.core import backbones as models
-from helpers.core.backbones import WeightsNotFoundError, get_backbone, resolve_weights
+from helpers.core import recipe
+from helpers.core.backbones import get_backbone
 from helpers.core.inference import featurize_batch, load_inference_fn
+from helpers.core.recipe import WeightsNotFoundError, resolve_weights
 from tests import imagefactory as mk
 
 MOBILENET = get_backbone("mobilenet_v2")
@@ -53,7 +55,7 @@ def test_missing_weights_stop_with_one_clear_message(no_weights_anywhere):
     message = str(err.value)
     assert MOBILENET.weights_file in message
     assert MOBILENET.weights_url in message
-    assert str(models.keras_cache_dir()) in message
+    assert str(recipe.keras_cache_dir()) in message
 
 
 def test_failed_download_is_reported_not_replaced_by_random_weights(no_weights_anywhere):

@@ -57,6 +57,7 @@ def event_logs(tmp_path_factory):
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_the_featurization_is_shown_by_default_not_the_latest_app(event_logs):
     events, later_id = event_logs
     latest = monitoring.load(str(events), featurization_first=False)
@@ -83,6 +84,7 @@ def test_the_featurization_is_shown_by_default_not_the_latest_app(event_logs):
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_executor_use_over_time_never_exceeds_the_task_slots(event_logs):
     events, _ = event_logs
     metrics = monitoring.load(str(events))

@@ -70,10 +70,38 @@ def test_without_the_jar_a_note_and_no_failure(spark):
     assert "not collected" in collector.note and "\n" not in collector.note
 
 
-def test_the_jar_matches_pysparks_scala_version():
+def test_the_jar_matches_pysparks_scala_version(tmp_path, monkeypatch):
+    """The session loads the sparkMeasure build of this pyspark's Scala version, never another
+    one (a Scala 2.12 jar in a Scala 2.13 JVM fails at the first listener call).
+
+    ``make jars`` caches the only build Maven Central serves, Scala 2.12's (EMR's Spark 3.5).
+    A cache is laid out in ``tmp_path`` with that jar and, for a Scala 2.13 pyspark (Spark 4),
+    one named for 2.13: the lookup must find a jar there, and the one of this pyspark's Scala.
+    """
     import pyspark
 
     major = int(pyspark.__version__.split(".")[0])
-    assert spark_session.scala_binary_version() == ("2.13" if major >= 4 else "2.12")
+    scala = spark_session.scala_binary_version()
+    assert scala == ("2.13" if major >= 4 else "2.12")
+    monkeypatch.delenv(config.ENV_SPARKMEASURE_JAR, raising=False)  # the cache, not a named jar
+    cached = config.cached_sparkmeasure_jar("2.12")
+    if cached is None:
+        jars = os.environ.get(config.ENV_JARS_DIR, "~/.cache/fruits/jars")
+        pytest.fail(
+            f"sparkMeasure's jar for Scala 2.12 is not cached under {jars}/sparkmeasure: "
+            "run `make jars` (`make test` runs it before pytest)"
+        )
+    version = config.SPARKMEASURE_VERSION
+    assert cached.name == f"spark-measure_2.12-{version}.jar"
+
+    cache = tmp_path / "jars"
+    (cache / "sparkmeasure").mkdir(parents=True)
+    (cache / "sparkmeasure" / cached.name).symlink_to(cached)
+    monkeypatch.setenv(config.ENV_JARS_DIR, str(cache))
+    if scala != "2.12":
+        # only the other Scala's build cached: none rather than the wrong one
+        assert spark_session.sparkmeasure_jar() is None
+        (cache / "sparkmeasure" / f"spark-measure_{scala}-{version}.jar").write_bytes(b"")
     found = spark_session.sparkmeasure_jar()
-    assert found is None or found.name.startswith("spark-measure_2.13-")
+    assert found is not None, f"no sparkMeasure jar found in {cache / 'sparkmeasure'}"
+    assert found == cache / "sparkmeasure" / f"spark-measure_{scala}-{version}.jar"

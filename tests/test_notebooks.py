@@ -16,6 +16,7 @@ import pytest
 
 from helpers.faces.notebooks import CHECK_MARKER, PIPELINE_NOTEBOOKS, read_metrics, run_notebooks
 from helpers.observe import monitoring
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
 NOTEBOOKS = [ROOT / "notebooks" / name for name in PIPELINE_NOTEBOOKS]
@@ -54,13 +55,11 @@ def fruits_run(tmp_path_factory, fruits_sample):
     dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True)
     assert "-m helpers notebooks -p INPUT_URI" in dry.stdout
     out = tmp_path_factory.mktemp("fruits-run")
-    command = ["-m", "helpers", "notebooks", "-p", "INPUT_URI", str(fruits_sample),
-               "-p", "BATCH_SIZE", "32", "-p", "VARIANCE_THRESHOLD", "0.9",
-               "-p", "PHOTO_URI", str(_asked_photo(fruits_sample)),
-               "--output", str(out)]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=1200
-    )
+    done = run_cli(
+        "helpers", "notebooks", "-p", "INPUT_URI", fruits_sample,
+        "-p", "BATCH_SIZE", "32", "-p", "VARIANCE_THRESHOLD", "0.9",
+        "-p", "PHOTO_URI", _asked_photo(fruits_sample), "--output", out, timeout=1200,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     written = [str(out / "notebooks" / name) for name in PIPELINE_NOTEBOOKS]
     return out, written
@@ -73,6 +72,7 @@ def _asked_photo(fruits_sample):
 
 @pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.spark
 def test_papermill_pipeline_on_real_images(fruits_run, spark):
     out, written = fruits_run
     assert [p.rsplit("/", 1)[-1] for p in written] == list(PIPELINE_NOTEBOOKS)
@@ -113,6 +113,7 @@ def test_papermill_pipeline_on_real_images(fruits_run, spark):
 
 @pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.spark
 def test_monitoring_matches_the_featurization_run(fruits_run):
     """The event log of notebook 02's application, read as notebook 04 reads it, against
     what that run did: 960 images in, 960 rows written, one Parquet file per writing task; and
@@ -191,7 +192,9 @@ def test_rest_api_and_event_log_agree_on_a_live_application(tmp_path):
     assert seen["live_stages"] == seen["logged_stages"]
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.spark
 def test_nbval_fails_when_a_stored_output_changes(tmp_path):
     """nbval really compares: the ingestion notebook with one stored number changed fails."""
     copy = tmp_path / "01_ingestion.ipynb"
@@ -211,7 +214,9 @@ def test_nbval_fails_when_a_stored_output_changes(tmp_path):
     assert "133 images" in done.stdout and "132 images" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.spark
 def test_notebook_02_incremental_rerun_featurizes_nothing_new(tmp_path):
     """INCREMENTAL = True in notebook 02: the second run on unchanged input reuses every row."""
     out = tmp_path / "incremental"
@@ -226,6 +231,7 @@ def test_notebook_02_incremental_rerun_featurizes_nothing_new(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.spark
 def test_augmented_recognizer_on_cluttered_photos(fruits_run, spark, mobilenet_weights):
     """The recognizer notebook 05 trained with cluttered copies: the targets on the sample,
     training and evaluation kept apart by path, ``predict`` equal to the Spark pipeline (plain

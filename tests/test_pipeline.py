@@ -9,8 +9,6 @@ from helpers.steps import extraction as pipeline
 from helpers.steps.extraction import RunParams
 from tests import imagefactory as mk
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
 BAD_FILES = {
     "zero.jpg": (b"", "empty file"),
     "truncated.jpg": (mk.truncated_jpeg(), "corrupt or truncated image"),
@@ -23,6 +21,8 @@ ODD_BUT_GOOD = {
 }
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_bad_inputs_get_a_row_each_and_good_ones_are_featurized(
     spark, small_real_set, tmp_path, mobilenet_weights
 ):
@@ -67,6 +67,8 @@ def test_bad_inputs_get_a_row_each_and_good_ones_are_featurized(
     assert reduced.columns == ["path", "label", "split", "pca"]
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_rerun_overwrites_and_writes_every_output(spark, small_real_set, tmp_path):
     out = tmp_path / "out"
     params = RunParams(str(small_real_set), str(out), variance_threshold=0.9, batch_size=5)
@@ -87,6 +89,7 @@ def test_rerun_overwrites_and_writes_every_output(spark, small_real_set, tmp_pat
     assert report["throughput_images_per_s"] > 0
 
 
+# no Spark marker: the parameters are checked before any session starts
 @pytest.mark.parametrize(
     "override,message",
     [

@@ -9,7 +9,6 @@ import pty
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 
 from helpers.observe import progress
+from tests.clirun import cli_command, cli_env
 from tests.conftest import ROOT
 
 
@@ -77,12 +77,15 @@ def test_progress_line_in_an_interactive_cli_run(tmp_path):
         shutil.copytree(ROOT / "data_sample" / "Training" / label, images / label)
     total = sum(1 for _ in images.rglob("*.jpg"))
     primary, secondary = pty.openpty()
-    command = [sys.executable, "-m", "helpers", "run", "--input", str(images),
-               "--output", str(tmp_path / "out"), "--input-size", "96", "--partitions", "4",
-               "--batch-size", "8"]  # fmt: skip
+    command = cli_command(
+        "helpers", "run", "--input", images, "--output", tmp_path / "out",
+        "--input-size", "96", "--partitions", "4", "--batch-size", "8",
+    )  # fmt: skip
+    # stderr on the terminal, not captured: started here rather than by run_cli
     proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=secondary, stdin=subprocess.DEVNULL
-    )
+        command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=secondary,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     os.close(secondary)
     terminal = bytearray()
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
 
@@ -17,10 +18,9 @@ from tests.conftest import ROOT
 @pytest.mark.spark
 def test_successful_run_prints_no_stack_trace_and_logs_to_a_file(tmp_path):
     out = tmp_path / "output"
-    done = subprocess.run(
-        [sys.executable, "-m", "helpers", "run", "--input", str(ROOT / "data_sample"),
-         "--output", str(out), "--input-size", "96"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    done = run_cli(
+        "helpers", "run", "--input", ROOT / "data_sample", "--output", out, "--input-size", "96",
+        timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     console = done.stdout + done.stderr
@@ -70,6 +70,7 @@ STOP = textwrap.dedent(
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_stopping_an_owned_session_ends_its_jvm_and_its_temporary_folders(tmp_path):
     """The JVM's shutdown hooks delete Spark's temporary folders; they run inside
     stop_if_owned, not while a notebook kernel's process group is being terminated (which

@@ -17,6 +17,7 @@ from sklearn import metrics
 from helpers.core import arrays
 from helpers.core.predict import PhotoRecognizer
 from helpers.spark import classify, clustering, maps, reduce
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
 # the 960 real images featurized through Spark: the full suite's, not the fast tier's
@@ -108,7 +109,7 @@ def test_predict_matches_spark_for_a_recognizer_made_in_fast_mode(
 ):
     """Features at 128 through OpenVINO in Spark -> recognizer; ``predict`` rebuilds the same
     runtime and size from recognizer.json and gives Spark's probabilities within 1e-5."""
-    from helpers.core.backbones import FeatureSpec
+    from helpers.core.recipe import FeatureSpec, Recipe
     from tests.conftest import featurize_to_pandas
 
     spec = FeatureSpec(input_size=128, runtime="openvino")
@@ -119,7 +120,9 @@ def test_predict_matches_spark_for_a_recognizer_made_in_fast_mode(
     train = fast_df.join(train_paths, "path")
     test = fast_df.join(test_paths, "path")
     recognizer = classify.fit_recognizer(train, "logistic_regression")
-    recognizer.settings.update(input_size=128, runtime="openvino", precision="fp32")  # as engine
+    # as the recognition step does: the features' recipe, embedded
+    made = Recipe.resolve(input_size=128, runtime="openvino", weights=mobilenet_weights)
+    recognizer.settings["recipe"] = made.to_manifest()
     classify.save_recognizer(recognizer, str(tmp_path))
     scored = classify.predict(classify.load_pipeline(str(tmp_path)), test).toPandas()
 
@@ -235,10 +238,10 @@ def test_predict_command_answers_good_photos_and_names_bad_ones(
     folder = tmp_path / "folder"
     folder.mkdir()
     shutil.copy(good, folder / "copy.JPG")
-    command = [sys.executable, "-m", "helpers", "predict", good, str(corrupt),
-               str(tmp_path / "missing.jpg"), str(folder), "--recognizer", str(target),
-               "--weights", mobilenet_weights, "--json"]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_cli(
+        "helpers", "predict", good, corrupt, tmp_path / "missing.jpg", folder,
+        "--recognizer", target, "--weights", mobilenet_weights, "--json", timeout=300,
+    )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
     assert [line["photo"] for line in lines] == [
@@ -257,10 +260,7 @@ def test_predict_command_answers_good_photos_and_names_bad_ones(
     assert lines[2]["error"] == "file not found"
     assert "2 of 4 photos answered" in done.stderr
 
-    absent = subprocess.run(
-        [sys.executable, "-m", "helpers", "predict", good, "--recognizer", str(tmp_path / "no")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    absent = run_cli("helpers", "predict", good, "--recognizer", tmp_path / "no", timeout=300)
     assert absent.returncode == 2
     assert absent.stderr.strip().splitlines()[-1].startswith("error: no recognizer at")
 
@@ -290,11 +290,13 @@ def test_held_out_photos_on_textured_backgrounds_are_still_recognized(
 
 
 def test_a_recognizer_trained_on_random_weight_features_is_refused(saved_recognizer, tmp_path):
+    from helpers.core.recipe import FeatureSpec, Recipe, Weights
+
     _, target = saved_recognizer
     copy = tmp_path / "recognizer"
     shutil.copytree(target, copy)
     meta = json.loads((copy / arrays.META_FILE).read_text())
-    meta["settings"]["weights"] = "random"
+    meta["settings"]["recipe"] = Recipe(FeatureSpec(), Weights("random")).to_manifest()
     (copy / arrays.META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="randomly initialised"):
         PhotoRecognizer(str(copy))

@@ -4,14 +4,19 @@ what changed and drop what was deleted."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import layout, storage
 from helpers.steps import extraction as pipeline
 from helpers.steps.extraction import RunParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+#: The datasets a run commits from its staging folder (helpers.layout.OutputLayout.staged).
+DATASETS = (layout.LISTING, layout.FEATURES, layout.REDUCED, layout.REDUCTION_MODEL)
 
 
 def _features(spark, out):
@@ -19,9 +24,29 @@ def _features(spark, out):
     return {p: f for p, f in zip(pdf["path"], pdf["features"])}
 
 
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _assert_committed_cleanly(out: Path, expected: list[str]) -> None:
+    """The output holds exactly ``expected`` (nothing moved aside, no ``*_previous`` or
+    half-moved copy beside a dataset) and its staging folder is empty: every commit moved its
+    datasets in and removed its journal and its run folder."""
+    assert _entries(out) == expected
+    assert _entries(out / layout.STAGING) == []
+
+
 def test_failed_run_leaves_previous_output_intact(spark, small_real_set, tmp_path):
     out = tmp_path / "out"
     pipeline.run(RunParams(str(small_real_set), str(out), k=3), spark)
+    written = _entries(out)
+    assert set(DATASETS) | {layout.STAGING, layout.RUN_REPORT, layout.PCA_REPORT} <= set(written)
+    _assert_committed_cleanly(out, written)
+    datasets = {name: _files(out / name) for name in DATASETS}
     before = _features(spark, out)
     corrupt = tmp_path / "corrupt_weights.h5"
     corrupt.write_bytes(b"not an HDF5 file" * 100)
@@ -34,7 +59,14 @@ def test_failed_run_leaves_previous_output_intact(spark, small_real_set, tmp_pat
     assert after.keys() == before.keys()
     assert all(np.array_equal(before[p], after[p]) for p in before)
     assert spark.read.parquet(str(out / "reduced")).count() == 12
-    assert not (out / "features._previous").exists()
+    # the same entries, each dataset with the same files: nothing cleared, moved or left beside
+    assert _entries(out) == written
+    assert {name: _files(out / name) for name in DATASETS} == datasets
+    # the failed run's own folder stays under _staging for inspection, never committed: no
+    # journal that a later step would roll forward over the previous output
+    (failed,) = (out / layout.STAGING).iterdir()
+    assert not (failed / storage.COMMIT_JOURNAL).exists()
+    assert storage.recover_commits(str(out)) == 0
 
 
 def test_incremental_run_featurizes_only_new_and_changed_images(
@@ -44,6 +76,7 @@ def test_incremental_run_featurizes_only_new_and_changed_images(
     params = RunParams(str(small_real_set), str(out), k=3, incremental=True)
     first = pipeline.run(params, spark)
     assert first.report["images"]["featurized_this_run"] == 12
+    written = _entries(out)
     before = _features(spark, out)
 
     kiwi = sorted((small_real_set / "Training" / "Kiwi").iterdir())
@@ -57,6 +90,8 @@ def test_incremental_run_featurizes_only_new_and_changed_images(
 
     second = pipeline.run(params, spark)
     assert second.report["images"]["featurized_this_run"] == 3  # 2 new + 1 changed
+    # the previous datasets were replaced, none kept aside
+    _assert_committed_cleanly(out, written)
     after = _features(spark, out)
     assert len(after) == 12 - 1 + 2
     assert not any(p.endswith(kiwi[0].name) for p in after)
@@ -70,8 +105,9 @@ def test_incremental_run_featurizes_only_new_and_changed_images(
     assert len(_features(spark, out)) == 13
 
     manifest = json.loads((out / "features" / "_manifest.json").read_text())
-    assert manifest["backbone"] == "mobilenet_v2" and len(manifest["weights_sha256"]) == 64
-    assert manifest["input_size"] == [224, 224]
+    assert manifest["backbone"] == "mobilenet_v2" and manifest["format"] == 2
+    assert manifest["weights"]["kind"] == "imagenet" and len(manifest["weights"]["sha256"]) == 64
+    assert manifest["input_size"] == 224
     assert (manifest["runtime"], manifest["precision"]) == ("tensorflow", "fp32")
     # same weights at another input size: other features, nothing is reused
     resized = RunParams(str(small_real_set), str(out), k=3, incremental=True, input_size=128)

@@ -11,7 +11,8 @@ import pytest
 from helpers import config, defaults
 from helpers.core import inference, runtimes
 from helpers.core import predict as recognize
-from helpers.core.backbones import BACKBONES, FeatureSpec, get_backbone
+from helpers.core.backbones import BACKBONES, get_backbone
+from helpers.core.recipe import FeatureSpec, Recipe, Weights
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -54,12 +55,12 @@ def test_manifests_without_the_new_fields_read_as_what_made_them():
         "precision": "float32",
         "runtime": {"tensorflow": "2.21.0", "spark": "4.0.1", "python": "3.11.7"},
     }
-    assert FeatureSpec.from_manifest(old) == FeatureSpec()
-    assert FeatureSpec.from_manifest({"backbone": "mobilenet_v2"}) == FeatureSpec()
+    assert Recipe.from_manifest(old).spec == FeatureSpec()
+    assert Recipe.from_manifest({"backbone": "mobilenet_v2"}).spec == FeatureSpec()
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
-        FeatureSpec.from_manifest({**old, "precision": "int4"})
-    spec = FeatureSpec(input_size=96, runtime="openvino")
-    assert FeatureSpec.from_manifest(spec.manifest()) == spec
+        Recipe.from_manifest({**old, "precision": "int4"})
+    recipe = Recipe(FeatureSpec(input_size=96, runtime="openvino"), Weights("imagenet"))
+    assert Recipe.from_manifest(recipe.to_manifest()) == recipe
 
 
 def _recognizer_meta(runtime="openvino", precision="fp32", size=128) -> dict:
@@ -69,18 +70,22 @@ def _recognizer_meta(runtime="openvino", precision="fp32", size=128) -> dict:
     }
 
 
+def _spec(meta: dict, runtime, precision, allow: bool) -> FeatureSpec:
+    return recognize._spec(recognize.recognizer_recipe(meta).spec, runtime, precision, allow)
+
+
 def test_predict_uses_the_recognizers_spec_and_refuses_another():
     meta = _recognizer_meta()
     expected = FeatureSpec(input_size=128, runtime="openvino")
-    assert recognize._spec(meta, None, None, False) == expected
+    assert _spec(meta, None, None, False) == expected
     with pytest.raises(ValueError, match="made with runtime openvino, not runtime tensorflow"):
-        recognize._spec(meta, "tensorflow", None, False)
+        _spec(meta, "tensorflow", None, False)
     with pytest.raises(ValueError, match="--allow-mismatch"):
-        recognize._spec(meta, None, "bf16", False)
-    allowed = recognize._spec(meta, "tensorflow", None, True)
+        _spec(meta, None, "bf16", False)
+    allowed = _spec(meta, "tensorflow", None, True)
     assert (allowed.runtime, allowed.input_size) == ("tensorflow", 128)
     # recognizers saved before sizes and runtimes were recorded: 224, TensorFlow
-    assert recognize._spec({"model_name": "mobilenet_v2"}, None, None, False) == FeatureSpec()
+    assert _spec({"model_name": "mobilenet_v2"}, None, None, False) == FeatureSpec()
 
 
 def test_bf16_runs_where_the_cpu_has_it_and_says_why_not_elsewhere():
@@ -166,7 +171,7 @@ def test_openvino_workers_never_import_tensorflow(fruits_sample, mobilenet_weigh
         "import json, sys, time\n"
         "started = time.perf_counter()\n"
         "from helpers.core import inference\n"
-        "from helpers.core.backbones import FeatureSpec\n"
+        "from helpers.core.recipe import FeatureSpec\n"
         "spec = FeatureSpec(input_size=128, runtime='openvino')\n"
         f"infer = inference.load_inference_fn(spec, {str(ir)!r}, 1)\n"
         f"photo = open({str(photo)!r}, 'rb').read()\n"
@@ -189,6 +194,7 @@ def test_openvino_refuses_random_weights_before_any_work():
 
 
 @pytest.mark.slow
+@pytest.mark.spark
 def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
     """``warm_workers`` starts a Python worker per task slot and imports the runtime there, so
     the featurization's tasks (reusing those workers) skip that first-task latency. A fresh
@@ -198,7 +204,7 @@ def test_warmed_workers_have_the_runtime_before_the_first_featurize_task():
         "import json, sys\n"
         "from helpers.spark.session import get_spark\n"
         "from helpers.spark import featurize\n"
-        "from helpers.core.backbones import FeatureSpec\n"
+        "from helpers.core.recipe import FeatureSpec\n"
         "spark = get_spark('local[2]')\n"
         "def probe(batches):\n"
         "    import pandas as pd, sys\n"

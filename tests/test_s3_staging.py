@@ -82,16 +82,10 @@ def test_upload_of_a_missing_folder_is_a_clear_error(aws_local, tmp_path):
 
 
 def test_s3_command_line(aws_local, small_real_set, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
+    from tests.clirun import run_cli
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "fruits_tools", "s3", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        return run_cli("fruits_tools", "s3", *args, timeout=120)
 
     assert cli("make-bucket", BUCKET).returncode == 0
     up = cli("upload", str(small_real_set), f"s3://{BUCKET}/in")

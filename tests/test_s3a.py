@@ -26,9 +26,10 @@ import pytest
 from fruits_tools import s3_staging
 from helpers.core import inputs
 from tests import emr_box, hostile
+from tests.clirun import run_cli
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.s3a, pytest.mark.spark]
+pytestmark = [pytest.mark.s3a, pytest.mark.spark, pytest.mark.slow]
 
 BUCKET = "fruits-s3a"
 REGION = "eu-west-3"
@@ -74,10 +75,7 @@ def s3a(s3_server, tmp_path_factory, mobilenet_weights):
 
 
 def _cli(s3a, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", *args],
-        env=s3a["env"], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    return run_cli("helpers", *args, env=s3a["env"], timeout=timeout)
 
 
 #: The fast mode: the driver converts the model for OpenVINO and ships it to the executors,

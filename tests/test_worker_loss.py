@@ -19,7 +19,8 @@ SCENARIO = textwrap.dedent(
     import numpy as np, psutil
     from helpers.core import inference
     from helpers.spark import featurize, ingest
-    from helpers.core.backbones import get_backbone, resolve_weights
+    from helpers.core.backbones import get_backbone
+    from helpers.core.recipe import Recipe, resolve_weights
     from helpers.spark.session import get_spark
     from tests.standalone import standalone_cluster
 
@@ -51,7 +52,7 @@ SCENARIO = textwrap.dedent(
         ).images
         killer = threading.Thread(target=kill_one_executor, args=(spark,))
         killer.start()
-        featurize.add_features(images, batch_size=16).write.parquet(out)
+        featurize.add_features(images, Recipe.resolve(), batch_size=16).write.parquet(out)
         killer.join()
         rows = spark.read.parquet(out).toPandas()
         spark.stop()
