@@ -40,8 +40,11 @@ jars: setup
 	bash emr/rehearsal/fetch_jars.sh >/dev/null
 	$(BIN)/python -c "from tests.emr_box import emr_spark_home; emr_spark_home()"
 
+# Two workers: the suite waits on JVMs, YARN and subprocesses much of the time, so both cores
+# stay busy; each test module (and the notebooks, in order) runs whole on one worker.
+WORKERS ?= 2
 test: lint jars
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest tests -m "not slow and not notebooks and not rehearsal and not s3a" $(ARGS)

@@ -149,3 +149,12 @@ def aws_local(s3_server, monkeypatch):
 
     urllib.request.urlopen(urllib.request.Request(s3_server + "/moto-api/reset", method="POST"))
     return s3_server
+
+
+def pytest_collection_modifyitems(config, items):
+    """One group per test module, and one for the notebooks (nbval runs them 01 -> 05, each
+    reading what the one before wrote): ``make test``'s workers (``--dist loadgroup``) take a
+    module whole, so its module-scoped clusters and servers start once."""
+    for item in items:
+        group = "notebooks" if item.path.suffix == ".ipynb" else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))

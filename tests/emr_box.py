@@ -17,12 +17,14 @@ Run ``python -m tests.emr_box --help`` for a standalone cluster to poke at by ha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -97,14 +99,29 @@ def emr_spark_home(version: str = EMR_SPARK_VERSION) -> Path:
     return home
 
 
+@contextlib.contextmanager
+def building_from_the_clone():
+    """Held while pip builds the project from the clone: setuptools builds in the clone's own
+    ``build/`` and ``*.egg-info``, which two test workers building at once would tear."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "fruits-tests-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_wheel(dest: Path) -> Path:
     """The project's wheel, as ``pip wheel --no-deps`` makes it for ``emr stage``."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(dest), str(ROOT)],
-        check=True, timeout=600,
-    )  # fmt: skip
+    with building_from_the_clone():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+             "-w", str(dest), str(ROOT)],
+            check=True, timeout=600,
+        )  # fmt: skip
     return next(dest.glob("fruits_helpers-*.whl"))
 
 

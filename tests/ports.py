@@ -9,6 +9,7 @@ use``. Ports below the ephemeral range are never handed out that way.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -25,11 +26,25 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _worker_share(low: int, high: int) -> tuple[int, int]:
+    """This test worker's own slice of ``[low, high]`` (pytest-xdist runs several processes,
+    each with its own memory of the ports it gave): two workers never offer the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return low, high
+    index = int(worker[2:])
+    size = (high - low + 1) // count
+    return low + index * size, low + (index + 1) * size - 1
+
+
 def free_port(low: int = 20000) -> int:
-    """A port on 127.0.0.1 that is free now, below the ephemeral range and not given before."""
+    """A port on 127.0.0.1 that is free now, below the ephemeral range and not given before
+    (by this process; other test workers draw from other slices)."""
     high = ephemeral_range()[0] - 1
     if high <= low:
         raise RuntimeError(f"no port range below the ephemeral ports ({ephemeral_range()})")
+    low, high = _worker_share(low, high)
     rng = random.Random()
     for _ in range(200):
         port = rng.randint(low, high)

@@ -240,12 +240,15 @@ def test_command_line_defaults_are_the_defaults():
 def wheels(tmp_path_factory) -> dict[str, Path]:
     """The runtime wheel (what EMR nodes install) and the tooling wheel, built from the clone."""
     out = tmp_path_factory.mktemp("wheels")
+    from tests.emr_box import building_from_the_clone
+
     for project in (ROOT, ROOT / "tools"):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(out), str(project)],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
+        with building_from_the_clone():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                 "-w", str(out), str(project)],
+                check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
     return {w.name.split("-")[0]: w for w in out.glob("*.whl")}
 
 

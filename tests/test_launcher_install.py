@@ -22,11 +22,14 @@ def launcher_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("launcher") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(ROOT), str(ROOT / "tools")],
-        capture_output=True, text=True, timeout=900, cwd=venv.parent,
-    )  # fmt: skip
+    from tests.emr_box import building_from_the_clone
+
+    with building_from_the_clone():
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             str(ROOT), str(ROOT / "tools")],
+            capture_output=True, text=True, timeout=900, cwd=venv.parent,
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return python
 

@@ -4,6 +4,7 @@ every process a session starts."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -77,5 +78,8 @@ def driver_java_options(spark_log: Path | None) -> str:
     folder.mkdir(exist_ok=True)
     config = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.xml"
     if not config.exists():
-        config.write_text(text, encoding="utf-8")
+        # written aside and renamed: another process starting a JVM never reads half a file
+        staged = folder / f".{config.name}.{os.getpid()}"
+        staged.write_text(text, encoding="utf-8")
+        os.replace(staged, config)
     return f"-Dlog4j2.configurationFile={config.as_uri()}"
