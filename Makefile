@@ -41,10 +41,11 @@ jars: setup
 	$(BIN)/python -c "from tests.emr_box import emr_spark_home; emr_spark_home()"
 
 # Two workers: the suite waits on JVMs, YARN and subprocesses much of the time, so both cores
-# stay busy; each test module (and the notebooks, in order) runs whole on one worker.
+# stay busy; each test module (and the notebooks, in order) runs whole on one worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
 WORKERS ?= 2
 test: lint jars
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest tests -m "not slow and not notebooks and not rehearsal and not s3a" $(ARGS)

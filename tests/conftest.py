@@ -151,10 +151,31 @@ def aws_local(s3_server, monkeypatch):
     return s3_server
 
 
+#: Test modules that take minutes, started first so that the two workers of ``make test`` end
+#: together (each is one unit of work, see :func:`pytest_xdist_make_scheduler`).
+LONGEST_FIRST = ("test_emr_rehearsal", "test_notebooks", "notebooks", "test_s3a", "test_cli",
+                 "test_worker_loss")  # fmt: skip
+
+
+def _unit(path: Path) -> str:
+    """The unit of work a test belongs to: its module, or "notebooks" for the notebooks (nbval
+    runs them 01 -> 05, each reading what the one before wrote)."""
+    return "notebooks" if path.suffix == ".ipynb" else path.stem
+
+
 def pytest_collection_modifyitems(config, items):
-    """One group per test module, and one for the notebooks (nbval runs them 01 -> 05, each
-    reading what the one before wrote): ``make test``'s workers (``--dist loadgroup``) take a
-    module whole, so its module-scoped clusters and servers start once."""
-    for item in items:
-        group = "notebooks" if item.path.suffix == ".ipynb" else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The longest units first, the rest in their order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item.path), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test``'s workers (pytest-xdist) take whole units: a test module, or the notebooks
+    in order, so a module's clusters and servers start once and nbval's order holds."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(Path(nodeid.split("::", 1)[0]))
+
+    return WholeModules(config, log)
