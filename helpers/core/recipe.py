@@ -102,9 +102,7 @@ class Weights:
             return False
         try:
             return storage.sha256(self.uri) == self.sha256
-        except (FileNotFoundError, OSError, ValueError):
-            return False
-        except Exception:  # an S3 error (no access, no bucket): not readable from here
+        except Exception:  # missing, no access, an S3 error: not readable from here
             return False
 
 

@@ -1,18 +1,12 @@
-"""How Spark's driver and TensorFlow talk: the driver JVM's log4j2 configuration (console at
-WARN minus known harmless warnings, a log file at INFO) and TensorFlow's start-up lines off in
-every process a session starts."""
+"""How Spark's driver talks: the driver JVM's log4j2 configuration (console at WARN minus known
+harmless warnings, a log file at INFO). TensorFlow's start-up lines are
+:mod:`helpers.core.quiet_tf`'s."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-
-from helpers.core.quiet_tf import QUIET_ENV as TF_QUIET_ENV
-from helpers.core.quiet_tf import quiet_tensorflow as quiet_child_processes
-
-__all__ = ["TF_QUIET_ENV", "quiet_child_processes", "log4j2_xml", "driver_java_options"]
-
 
 #: Spark warnings that say nothing wrong about a run on this machine, filtered at the console
 #: by their message (the log file keeps them).

@@ -18,7 +18,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from helpers import config, defaults
-from helpers.spark.logconf import TF_QUIET_ENV, driver_java_options, quiet_child_processes
+from helpers.core.quiet_tf import QUIET_ENV, quiet_tensorflow
+from helpers.spark.logconf import driver_java_options
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.files.openCostInBytes": str(64 * 1024),
     # Python workers on every executor import TensorFlow: no C++ INFO lines (oneDNN, CPU
     # features) in the executors' logs; the variable must be set before the import.
-    **{f"spark.executorEnv.{key}": value for key, value in TF_QUIET_ENV.items()},
+    **{f"spark.executorEnv.{key}": value for key, value in QUIET_ENV.items()},
 }
 
 #: Extra settings when Spark runs on this machine only.
@@ -70,7 +71,7 @@ def get_spark(
 
     An existing session (EMR Studio, a notebook kernel, a test fixture) is returned as is.
     """
-    quiet_child_processes()
+    quiet_tensorflow()  # before a JVM or Python worker starts: they inherit it
     active = SparkSession.getActiveSession()
     if active is not None:
         log.info("Using the existing Spark session (master %s)", active.sparkContext.master)
