@@ -315,7 +315,10 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
     spec = emr.ClusterSpec(bucket="rehearsal")
     jar = _sparkmeasure_jar()
     jars = [spec.uri("code", "jars", jar.name)]
-    parameters = ["-p", "CLASSIFIER", "logistic_regression", "-p", "AUGMENT_COPIES", "1",
+    # the fast mode (OpenVINO, 96 px): the run step rehearses the default mode on YARN, this
+    # one the bootstrap's OpenVINO in YARN's executors; one head, one cluttered copy
+    parameters = ["-p", "RUNTIME", "openvino", "-p", "INPUT_SIZE", "96",
+                  "-p", "CLASSIFIER", "logistic_regression", "-p", "AUGMENT_COPIES", "1",
                   "-p", "WEIGHTS", str(node["weights"])]  # fmt: skip
     step = emr.pipeline_steps(spec, mode="notebooks", jars=jars, extra_args=parameters)[0]
     script = step["HadoopJarStep"]["Args"][2]
@@ -347,4 +350,6 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
     recognition = json.loads((output / "recognition_report.json").read_text())
     assert recognition["classifier"]["accuracy"] > 0.5
     assert recognition["augmentation"]["copies"] == 1
+    recipe = json.loads((output / "features" / "_manifest.json").read_text())
+    assert (recipe["runtime"], recipe["input_size"]) == ("openvino", 96), recipe
     _measured_by_sparkmeasure(output)
