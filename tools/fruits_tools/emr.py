@@ -19,11 +19,11 @@ import contextlib
 import gzip
 import json
 import logging
-import math
 import re
 import shlex
 import string
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,10 @@ SPARK_HOME = "/usr/lib/spark"
 #: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
 EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
 SECURITY_CONFIGURATION = "fruits-security"
+#: The final states of a step and of a cluster (EMR's API reference, StepState and
+#: ClusterState).
 STEP_ENDED = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
+CLUSTER_ENDED = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 #: The root volume EMR gives every node besides the EBS volumes asked for (GB).
 ROOT_VOLUME_GB = 15
 #: EMR Studio's PySpark kernel (Sparkmagic through Livy), which the staged copies declare.
@@ -621,37 +624,41 @@ class Launcher:
         poll_s: float = 30,
         timeout_s: float = 6 * 3600,
         until_terminated: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> RunOutcome:
-        """Wait for ``step_ids`` (default: every step of the cluster) to end, with boto3's
-        ``step_complete`` waiter, one step after the other; with ``until_terminated`` also for
-        the cluster to end (a one-shot cluster). Refuses a cluster without steps rather than
-        returning at once."""
-        from botocore.exceptions import WaiterError
+        """Wait for ``step_ids`` (default: every step of the cluster) to end, one after the
+        other; with ``until_terminated`` also for the cluster to end (a one-shot cluster).
 
+        Polls ``DescribeStep`` and ``DescribeCluster`` itself: boto3's ``step_complete`` waiter
+        has no acceptor for INTERRUPTED, so a step interrupted by a lost primary node waited
+        until the timeout. Ends on every final state of a step (COMPLETED, CANCELLED, FAILED,
+        INTERRUPTED) and as soon as the cluster ends (TERMINATED, TERMINATED_WITH_ERRORS),
+        whatever its steps say then. Refuses a cluster without steps rather than returning at
+        once.
+        """
         step_ids = list(step_ids) if step_ids else self.step_ids(cluster_id)
         if not step_ids:
             raise ValueError(f"cluster {cluster_id} has no steps: nothing to wait for")
-        attempts = max(1, math.ceil(timeout_s / poll_s))
-        config = {"Delay": poll_s, "MaxAttempts": attempts}
-        waiter = self.client.get_waiter("step_complete")
-        for step_id in step_ids:
-            try:
-                waiter.wait(ClusterId=cluster_id, StepId=step_id, WaiterConfig=config)
-            except WaiterError as err:
-                state = (err.last_response or {}).get("Step", {}).get("Status", {}).get("State")
-                if state not in STEP_ENDED:  # not a failed step: time out or API error
-                    raise TimeoutError(f"step {step_id} of {cluster_id}: {err}") from None
-            log.info("step %s of %s ended", step_id, cluster_id)
-        if until_terminated:
-            try:
-                self.client.get_waiter("cluster_terminated").wait(
-                    ClusterId=cluster_id, WaiterConfig=config
+        deadline = time.monotonic() + timeout_s
+        pending = list(step_ids)
+        while True:
+            while pending:
+                step = self.client.describe_step(ClusterId=cluster_id, StepId=pending[0])["Step"]
+                if step["Status"]["State"] not in STEP_ENDED:
+                    break
+                log.info("step %s of %s: %s", pending[0], cluster_id, step["Status"]["State"])
+                pending.pop(0)
+            cluster = self.client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+            ended = cluster["State"] in CLUSTER_ENDED
+            if ended or (not pending and not until_terminated):
+                return self.outcome(cluster_id, step_ids)
+            if time.monotonic() > deadline:
+                what = f"step {pending[0]}" if pending else "the cluster to end"
+                raise TimeoutError(
+                    f"{cluster_id}: still waiting for {what} after {timeout_s:g} s "
+                    f"(cluster {cluster['State']})"
                 )
-            except WaiterError as err:
-                state = (err.last_response or {}).get("Cluster", {}).get("Status", {})
-                if state.get("State") != "TERMINATED_WITH_ERRORS":
-                    raise TimeoutError(f"cluster {cluster_id}: {err}") from None
-        return self.outcome(cluster_id, step_ids)
+            sleep(poll_s)
 
     def outcome(self, cluster_id: str, step_ids: list[str]) -> RunOutcome:
         """How ``step_ids`` and the cluster stand now."""
@@ -683,10 +690,11 @@ class Launcher:
                         f"  no driver log under {self.log_uri(outcome.cluster_id)} yet "
                         "(EMR copies logs there about every 5 minutes)"
                     )
-        if outcome.cluster_state == "TERMINATED_WITH_ERRORS":
+        ended_early = outcome.failed_steps and outcome.cluster_state in CLUSTER_ENDED
+        if outcome.cluster_state == "TERMINATED_WITH_ERRORS" or ended_early:
             reason = outcome.cluster_reason
             lines.append(
-                f"cluster {outcome.cluster_id}: TERMINATED_WITH_ERRORS "
+                f"cluster {outcome.cluster_id}: {outcome.cluster_state} "
                 f"({reason.get('Code', '')}: {reason.get('Message', '')})"
             )
         return lines
