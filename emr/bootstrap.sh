@@ -5,6 +5,7 @@
 #
 # Usage: bootstrap.sh --wheel s3://bucket/prefix/fruits_helpers-X-py3-none-any.whl
 #                     [--wheelhouse s3://bucket/prefix/code/wheelhouse]
+#                     [--region eu-west-3] [--work-dir DIR] [--need-mb N]
 #                     [--venv /opt/fruits-venv] [--python python3.11] [--pip-args "..."]
 #                     [--instance-info FILE] [--spark-home DIR] [--no-sudo] [--dry-run]
 #   --wheel          the project's wheel (s3:// URI or local path)
@@ -12,6 +13,14 @@
 #                    with --no-index from there, so no node needs the internet; its
 #                    requirements.txt (every node) and requirements-primary.txt (primary node)
 #                    name the pinned packages. Without it, the pins below come from the index.
+#   --region         the bucket's region, given to every `aws s3 cp` (required with s3://
+#                    sources): nodes in a private subnet reach S3 only through a gateway
+#                    endpoint, i.e. the regional endpoint; the global one hangs there
+#   --work-dir       where the wheel and the wheelhouse are copied (default: under /mnt, EMR's
+#                    data volume, when it exists; else /tmp), never on the small root volume
+#   --need-mb        free space the environment needs where it is built (default 3000: 2.4 GB
+#                    installed, measured, plus headroom); checked first, with the copies' size
+#                    in the work folder
 #   --venv           where to create the environment (default /opt/fruits-venv)
 #   --python         interpreter to build it from (default python3.11, installed with dnf
 #                    if missing)
@@ -51,6 +60,11 @@ PRIMARY_ONLY=("papermill==2.6.0" "ipykernel>=6.29")
 
 WHEEL=""
 WHEELHOUSE=""
+REGION=""
+WORK_DIR=""
+NEED_MB=3000
+#: what the copies need in the work folder: the wheelhouse (~0.5 GB) and the wheel
+COPY_MB=1024
 VENV="/opt/fruits-venv"
 PYTHON="python3.11"
 PIP_ARGS=""
@@ -64,6 +78,9 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --wheel) WHEEL="$2"; shift 2 ;;
     --wheelhouse) WHEELHOUSE="$2"; shift 2 ;;
+    --region) REGION="$2"; shift 2 ;;
+    --work-dir) WORK_DIR="$2"; shift 2 ;;
+    --need-mb) NEED_MB="$2"; shift 2 ;;
     --venv) VENV="$2"; shift 2 ;;
     --python) PYTHON="$2"; shift 2 ;;
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
@@ -71,13 +88,20 @@ while [[ $# -gt 0 ]]; do
     --spark-home) SPARK_HOME_DIR="$2"; shift 2 ;;
     --no-sudo) SUDO=""; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^set -euo/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 if [[ -z "$WHEEL" ]]; then
   echo "bootstrap: --wheel is required" >&2
   exit 2
+fi
+if [[ -z "$REGION" && ( "$WHEEL" == s3://* || "$WHEELHOUSE" == s3://* ) ]]; then
+  echo "bootstrap: --region is required to copy from s3:// (a private subnet reaches only S3's regional endpoint)" >&2
+  exit 2
+fi
+if [[ -z "$WORK_DIR" ]]; then
+  if [[ -d /mnt ]]; then WORK_DIR="/mnt/fruits-bootstrap"; else WORK_DIR="/tmp/fruits-bootstrap"; fi
 fi
 
 if [[ "$(id -u)" -eq 0 ]]; then
@@ -106,12 +130,35 @@ is_primary() {
   [[ -f "$INSTANCE_INFO" ]] && grep -q '"isMaster": *true' "$INSTANCE_INFO"
 }
 
-# 3. Python 3.11 (EMR 7's system Python is 3.9; Amazon Linux 2023 packages 3.11)
+# 3. Free space, before anything is written: one line naming the folder, what is free and what
+#    is needed (EMR's default root volume is small; the launcher sets EbsRootVolumeSize)
+free_mb() {
+  local dir="$1"
+  while [[ ! -d "$dir" ]]; do dir=$(dirname "$dir"); done
+  df -Pm "$dir" | awk 'NR == 2 {print $4}'
+}
+check_space() {
+  local dir="$1" need="$2" free
+  free=$(free_mb "$dir")
+  if [[ "$free" -lt "$need" ]]; then
+    echo "bootstrap: $free MB free for $dir, $need MB needed: give the nodes a larger volume (emr create --root-volume-gb)" >&2
+    exit 1
+  fi
+}
+check_space "$VENV" "$NEED_MB"
+if [[ "$WHEEL" == s3://* || "$WHEELHOUSE" == s3://* ]]; then
+  check_space "$WORK_DIR" "$COPY_MB"
+  # /mnt belongs to root on EMR; the copies are made as the bootstrap's user
+  run_root mkdir -p "$WORK_DIR"
+  run_root chown "$(id -u)" "$WORK_DIR"
+fi
+
+# 4. Python 3.11 (EMR 7's system Python is 3.9; Amazon Linux 2023 packages 3.11)
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
   run_root dnf install -y -q python3.11 python3.11-pip
 fi
 
-# 4. The environment and the pinned packages: from the staged wheelhouse with no index, or
+# 5. The environment and the pinned packages: from the staged wheelhouse with no index, or
 #    from the index when no wheelhouse is given
 if [[ ! -x "$VENV/bin/python" ]]; then
   run_root "$PYTHON" -m venv "$VENV"
@@ -120,8 +167,8 @@ SOURCE=()
 if [[ -n "$WHEELHOUSE" ]]; then
   LOCAL_WHEELHOUSE="$WHEELHOUSE"
   if [[ "$WHEELHOUSE" == s3://* ]]; then
-    LOCAL_WHEELHOUSE="/tmp/fruits-wheelhouse"
-    run aws s3 cp --recursive --only-show-errors "$WHEELHOUSE" "$LOCAL_WHEELHOUSE"
+    LOCAL_WHEELHOUSE="$WORK_DIR/wheelhouse"
+    run aws s3 cp --region "$REGION" --recursive --only-show-errors "$WHEELHOUSE" "$LOCAL_WHEELHOUSE"
   fi
   SOURCE=(--no-index --find-links "$LOCAL_WHEELHOUSE")
   # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
@@ -134,16 +181,16 @@ else
   run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PINNED[@]}"
 fi
 
-# 5. The project's wheel
+# 6. The project's wheel
 LOCAL_WHEEL="$WHEEL"
 if [[ "$WHEEL" == s3://* ]]; then
-  LOCAL_WHEEL="/tmp/$(basename "$WHEEL")"
-  run aws s3 cp --only-show-errors "$WHEEL" "$LOCAL_WHEEL"
+  LOCAL_WHEEL="$WORK_DIR/$(basename "$WHEEL")"
+  run aws s3 cp --region "$REGION" --only-show-errors "$WHEEL" "$LOCAL_WHEEL"
 fi
 # shellcheck disable=SC2086
 run_root "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall "${SOURCE[@]}" $PIP_ARGS "$LOCAL_WHEEL"
 
-# 6. Primary node only: notebook runner, and EMR's pyspark on the environment's path
+# 7. Primary node only: notebook runner, and EMR's pyspark on the environment's path
 if is_primary; then
   if [[ -n "$WHEELHOUSE" ]]; then
     # shellcheck disable=SC2086
@@ -164,7 +211,7 @@ if is_primary; then
   run_root "$VENV/bin/python" -m ipykernel install --sys-prefix --name fruits --display-name "Python (fruits)"
 fi
 
-# 7. What was installed, for the bootstrap log
+# 8. What was installed, for the bootstrap log
 if [[ "$DRY_RUN" -eq 0 ]]; then
   "$VENV/bin/python" -m pip freeze
 fi

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from helpers import defaults
+
 S3_SCHEMES = ("s3", "s3a", "s3n")
 
 
@@ -107,6 +109,19 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def default_region() -> str:
+    """The region of a client when nothing names one: ``AWS_REGION`` (set on the cluster's
+    nodes and in its drivers' and executors' environments), else botocore's own lookup
+    (``AWS_DEFAULT_REGION``, the profile), else the project's default region.
+
+    Never none: a client without a region talks to S3's global endpoint, which a node in a
+    private subnet, reaching S3 only through a gateway endpoint, cannot reach (the call hangs).
+    """
+    import boto3
+
+    return os.environ.get("AWS_REGION") or boto3.session.Session().region_name or defaults.REGION
+
+
 def s3_client(region: str | None = None, bucket: str | None = None):
     """A boto3 S3 client from the standard credential chain, in the right region.
 
@@ -116,14 +131,14 @@ def s3_client(region: str | None = None, bucket: str | None = None):
             whatever region the user's profile names (S3 refuses or redirects requests sent to
             another region's endpoint).
 
-    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (read by boto3 itself) point it at another
-    S3-compatible server.
+    Without either, the client is made in :func:`default_region`. ``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL`` (read by boto3 itself) point it at another S3-compatible server.
     """
     import boto3
 
     if region is None and bucket is not None:
         region = bucket_region(bucket)
-    return boto3.client("s3", region_name=region) if region else boto3.client("s3")
+    return boto3.client("s3", region_name=region or default_region())
 
 
 _BUCKET_CLIENTS: dict[tuple[str, str], object] = {}
@@ -158,7 +173,8 @@ def bucket_region(bucket: str, client=None) -> str | None:
     cache_key = (bucket, endpoint)
     if cache_key not in _BUCKET_REGIONS:
         try:
-            response = (client or boto3.client("s3")).head_bucket(Bucket=bucket)
+            client = client or boto3.client("s3", region_name=default_region())
+            response = client.head_bucket(Bucket=bucket)
         except ClientError as err:
             response = err.response
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})

@@ -220,11 +220,11 @@ def test_user_errors_are_one_line(local_aws, capsys):
 def test_cost_line_from_the_dated_price_table():
     spec = emr.ClusterSpec(bucket=BUCKET)
     cost = emr.estimate_cost(spec, hours=2)
-    # 3 x m5.xlarge in eu-west-3: (0.224 EC2 + 0.048 EMR) $/h, plus 3 x (64 + 15) GB of EBS
+    # 3 x m5.xlarge in eu-west-3: (0.224 EC2 + 0.048 EMR) $/h, plus 3 x (64 + 20) GB of EBS (data + root volumes)
     assert cost["ec2"] == pytest.approx(3 * 0.224 * 2)
     assert cost["emr"] == pytest.approx(3 * 0.048 * 2)
-    assert cost["ebs"] == pytest.approx(3 * 79 * 0.0928 * 2 / 730)
-    assert cost["line"].startswith("cost: 3 instances x 2 h in eu-west-3 = 1.69 USD")
+    assert cost["ebs"] == pytest.approx(3 * 84 * 0.0928 * 2 / 730)
+    assert cost["line"].startswith("cost: 3 instances x 2 h in eu-west-3 = 1.70 USD")
     assert cost["as_of"] in cost["line"]
     with pytest.raises(ValueError, match="no prices for region ap-south-2"):
         emr.estimate_cost(emr.ClusterSpec(bucket=BUCKET, region="ap-south-2"), 1)

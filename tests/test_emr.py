@@ -259,9 +259,14 @@ def test_bootstrap_is_valid_bash_and_shellcheck_clean():
     assert done.returncode == 0, done.stdout
 
 
+def region_work(tmp_path):
+    return ["--region", "eu-west-3", "--work-dir", str(tmp_path / "work")]
+
+
 def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
     done = subprocess.run(
         ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         *region_work(tmp_path),
          "--venv", str(tmp_path / "venv"), "--python", "python3"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -271,7 +276,10 @@ def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
     expected = [d for d in runtime if not d.startswith("pyspark")]
     install = next(line for line in done.stdout.splitlines() if "tensorflow" in line)
     assert sorted(re.findall(r"\S+(?:==|>=)\S+", install)) == sorted(expected)
-    assert "aws s3 cp --only-show-errors s3://b/p/code/x.whl /tmp/x.whl" in done.stdout
+    work = tmp_path / "work"
+    assert f"aws s3 cp --region eu-west-3 --only-show-errors s3://b/p/code/x.whl {work}/x.whl" in (
+        done.stdout
+    )
     assert "--no-deps --force-reinstall" in done.stdout
     assert done.stdout.rstrip().endswith(
         "bootstrap: done (environment " + str(tmp_path / "venv") + ")"
@@ -281,16 +289,21 @@ def test_bootstrap_dry_run_installs_the_pinned_packages(tmp_path):
 def test_bootstrap_dry_run_installs_from_the_wheelhouse_with_no_index(tmp_path):
     done = subprocess.run(
         ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         *region_work(tmp_path),
          "--wheelhouse", "s3://b/p/code/wheelhouse",
          "--venv", str(tmp_path / "venv"), "--python", "python3"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "aws s3 cp --recursive --only-show-errors s3://b/p/code/wheelhouse " in out
+    assert (
+        "aws s3 cp --region eu-west-3 --recursive --only-show-errors s3://b/p/code/wheelhouse "
+        in out
+    )
+    local = tmp_path / "work" / "wheelhouse"
     installs = [line for line in out.splitlines() if " -m pip install" in line]
-    assert installs and all("--no-index --find-links /tmp/fruits-wheelhouse" in i for i in installs)
-    assert "-r /tmp/fruits-wheelhouse/requirements.txt" in out
+    assert installs and all(f"--no-index --find-links {local}" in i for i in installs)
+    assert f"-r {local}/requirements.txt" in out
     assert "--upgrade pip" not in out and "tensorflow" not in out
 
 
@@ -298,6 +311,7 @@ def test_bootstrap_never_echoes_index_credentials(tmp_path):
     secret = "s3cr3t-t0ken"
     done = subprocess.run(
         ["bash", str(BOOTSTRAP), "--dry-run", "--wheel", "s3://b/p/code/x.whl",
+         *region_work(tmp_path),
          "--pip-args", f"--extra-index-url https://__token__:{secret}@pypi.example/simple",
          "--venv", str(tmp_path / "venv"), "--python", "python3"],
         capture_output=True, text=True, timeout=60,

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     emr.add_argument("--task-count", type=int, default=0, help="task nodes (spot by default)")
     emr.add_argument("--on-demand", action="store_true", help="task nodes on demand, not spot")
     emr.add_argument("--ebs-gb", type=int, default=64, help="gp3 volume per node (GB)")
+    emr.add_argument(
+        "--root-volume-gb", type=int, default=None,
+        help="root volume per node (GB; default 20); the bootstrap needs 3 GB free on it",
+    )  # fmt: skip
     emr.add_argument("--idle-timeout", type=int, default=3600, help="create: end after idle s")
     emr.add_argument("--subnet-id", default=None, help="tagged for-use-with-amazon-emr-...=true")
     emr.add_argument("--kms-key", default=None, help="KMS key ARN: S3, local disks, EBS")
@@ -176,6 +180,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         kms_key_arn=args.kms_key,
         **({"security_configuration": None} if args.no_security_configuration else {}),
         **({"release": args.release} if args.release else {}),
+        **({"root_volume_gb": args.root_volume_gb} if args.root_volume_gb else {}),
         **({"wheel_name": Path(args.wheel).name} if args.wheel else {}),
     )
 

@@ -47,8 +47,11 @@ SECURITY_CONFIGURATION = "fruits-security"
 #: ClusterState).
 STEP_ENDED = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 CLUSTER_ENDED = ("TERMINATED", "TERMINATED_WITH_ERRORS")
-#: The root volume EMR gives every node besides the EBS volumes asked for (GB).
-ROOT_VOLUME_GB = 15
+#: Each node's root volume (GB), set as EbsRootVolumeSize: EMR's default (15 GB on 7.x) holds the
+#: OS and EMR's applications; the bootstrap adds its environment there (2.4 GB installed,
+#: measured in the rehearsal with ``du -sm`` of the built venv) and checks 3 GB free first. The
+#: wheel and the wheelhouse (~0.5 GB) are copied to /mnt, the data volume (``ebs_gb``).
+ROOT_VOLUME_GB = 20
 #: EMR Studio's PySpark kernel (Sparkmagic through Livy), which the staged copies declare.
 STUDIO_KERNELSPEC = {"name": "pysparkkernel", "display_name": "PySpark", "language": "python"}
 
@@ -69,6 +72,7 @@ class ClusterSpec:
     task_count: int = 0
     task_spot: bool = True
     ebs_gb: int = 64
+    root_volume_gb: int = ROOT_VOLUME_GB
     idle_timeout_s: int = 3600
     service_role: str = iam.SERVICE_ROLE
     instance_profile: str = iam.INSTANCE_ROLE
@@ -92,11 +96,14 @@ def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
     before any application starts): EMR's persistent Spark UI and its History Server read them
     from there, and an S3 prefix that nothing has created yet would stop every application.
     ``FRUITS_MODELS_URI`` points the weight lookup at the staged weights, so no node downloads
-    them from the internet.
+    them from the internet. ``AWS_REGION`` (and ``AWS_DEFAULT_REGION``, which botocore reads)
+    give the driver's and executors' S3 clients the cluster's region: in a private subnet only
+    S3's regional endpoint is reachable (through a gateway endpoint).
     """
     path = path or assets.emr_file("configurations.json")
     text = string.Template(path.read_text()).substitute(
-        BUCKET=spec.bucket, PREFIX=spec.prefix, MODELS_URI=spec.uri("code", "models")
+        BUCKET=spec.bucket, PREFIX=spec.prefix, MODELS_URI=spec.uri("code", "models"),
+        REGION=spec.region,
     )
     return json.loads(text)
 
@@ -196,11 +203,13 @@ def run_job_flow_request(spec: ClusterSpec, steps: list[dict] | None = None) -> 
                     "Args": [
                         "--wheel", spec.uri("code", spec.wheel_name),
                         "--wheelhouse", spec.uri("code", "wheelhouse"),
+                        "--region", spec.region,
                     ],
                 },
             }
         ],
         "Configurations": render_configurations(spec),
+        "EbsRootVolumeSize": spec.root_volume_gb,
         "ServiceRole": spec.service_role,
         "JobFlowRole": spec.instance_profile,
         "VisibleToAllUsers": True,
@@ -444,7 +453,7 @@ def estimate_cost(spec: ClusterSpec, hours: float, prices: dict | None = None) -
         ec2 += count * region["ec2_per_hour"][type_] * hours
         emr += count * prices["emr_per_hour"][type_] * hours
     count = sum(c for _, c in nodes)
-    gb = count * (spec.ebs_gb + ROOT_VOLUME_GB)
+    gb = count * (spec.ebs_gb + spec.root_volume_gb)
     ebs = gb * region["ebs_gp3_per_gb_month"] * hours / 730  # AWS bills a month as 730 h
     total = ec2 + emr + ebs
     line = (
