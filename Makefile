@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
+.PHONY: setup setup-iam jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ $(VENV)/.installed: pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[runtime,notebooks,test]" -e tools
+	touch $@
+
+# The IAM policy simulator the tests decide every recorded AWS request with (Node; pinned by
+# tests/iam/package-lock.json; npm's cache is ~/.npm).
+setup-iam: tests/iam/node_modules/.installed
+tests/iam/node_modules/.installed: tests/iam/package-lock.json
+	npm ci --prefix tests/iam --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The main job: notebooks 01-05 headless (papermill); executed copies in $(OUTPUT)/notebooks.
@@ -44,15 +51,15 @@ jars: setup
 # stay busy; each test module (and the notebooks, in order) runs whole on one worker
 # (tests/conftest.py, pytest_xdist_make_scheduler).
 WORKERS ?= 2
-test: lint jars
+test: lint jars setup-iam
 	$(BIN)/python -m pytest -n $(WORKERS) $(ARGS)
 
-test-fast: lint
+test-fast: lint setup-iam
 	$(BIN)/python -m pytest tests -m "not slow and not notebooks and not rehearsal and not s3a" $(ARGS)
 
 # EMR in a box (README "Run on EMR"): the bootstrap executed, the steps on YARN in cluster mode
 # with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, the EMR defects' tests.
-rehearse-emr: setup jars
+rehearse-emr: setup jars setup-iam
 	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_rehearsal.py \
 	  tests/test_s3a.py $(ARGS)
 

@@ -220,7 +220,7 @@ def test_user_errors_are_one_line(local_aws, capsys):
 def test_cost_line_from_the_dated_price_table():
     spec = emr.ClusterSpec(bucket=BUCKET)
     cost = emr.estimate_cost(spec, hours=2)
-    # 3 x m5.xlarge in eu-west-3: (0.224 EC2 + 0.048 EMR) $/h, plus 3 x (64 + 20) GB of EBS (data + root volumes)
+    # 3 x m5.xlarge in eu-west-3: (0.224 EC2 + 0.048 EMR) $/h, plus 3 x (64 + 20) GB of EBS
     assert cost["ec2"] == pytest.approx(3 * 0.224 * 2)
     assert cost["emr"] == pytest.approx(3 * 0.048 * 2)
     assert cost["ebs"] == pytest.approx(3 * 84 * 0.0928 * 2 / 730)

@@ -102,7 +102,9 @@ def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
     """
     path = path or assets.emr_file("configurations.json")
     text = string.Template(path.read_text()).substitute(
-        BUCKET=spec.bucket, PREFIX=spec.prefix, MODELS_URI=spec.uri("code", "models"),
+        BUCKET=spec.bucket,
+        PREFIX=spec.prefix,
+        MODELS_URI=spec.uri("code", "models"),
         REGION=spec.region,
     )
     return json.loads(text)

@@ -47,7 +47,15 @@ def instance_policy(
     """The nodes' policy: read ``input/`` and ``code/``, write ``output/`` and the logs (never
     delete EMR's logs), EMRFS folder markers, the region's EMR and Amazon Linux package
     repositories (S3 buckets, read through an S3 endpoint from a private subnet), and the KMS
-    key when one is given."""
+    key when one is given.
+
+    Listing is limited to the project's prefixes with ``StringLikeIfExists`` on ``s3:prefix``:
+    S3 answers a HEAD or GET of a missing key with 404 only to a caller allowed
+    ``s3:ListBucket`` on the bucket, evaluated without ``s3:prefix`` (the request has none), and
+    with 403 to anyone else (GetObject/HeadObject API reference). With ``StringLike`` every
+    existence check of Hadoop and Spark (an output folder, ``_SUCCESS``, a staging path) failed
+    with AccessDenied. A list request always carries ``s3:prefix`` ("" without one), so listing
+    outside the prefixes stays refused."""
     policy = render(
         "instance-profile-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"), REGION=region
     )

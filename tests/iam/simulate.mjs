@@ -1,0 +1,38 @@
+// Evaluates AWS requests against IAM policies with @cloud-copilot/iam-simulate, one JSON
+// request per stdin line, one JSON answer per stdout line (tests/iamsim.py drives it).
+//   in:  {"id", "principal", "account", "policies": [{"name", "policy"}], "action",
+//         "resource", "context": {...}}
+//   out: {"id", "result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error",
+//         "errors"?}
+import { createInterface } from 'node:readline'
+import { runSimulation } from '@cloud-copilot/iam-simulate'
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })
+for await (const line of lines) {
+  if (!line.trim()) continue
+  const ask = JSON.parse(line)
+  let answer
+  try {
+    const response = await runSimulation(
+      {
+        identityPolicies: ask.policies,
+        serviceControlPolicies: [],
+        resourceControlPolicies: [],
+        request: {
+          action: ask.action,
+          principal: ask.principal,
+          resource: { resource: ask.resource, accountId: ask.account },
+          contextVariables: ask.context || {},
+        },
+      },
+      {},
+    )
+    answer =
+      response.resultType === 'error'
+        ? { id: ask.id, result: 'Error', errors: response.errors }
+        : { id: ask.id, result: response.overallResult }
+  } catch (err) {
+    answer = { id: ask.id, result: 'Error', errors: String(err) }
+  }
+  process.stdout.write(JSON.stringify(answer) + '\n')
+}
