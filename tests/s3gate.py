@@ -141,6 +141,7 @@ class Record:
     key: str
     status: int
     note: str = ""
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -301,7 +302,8 @@ class S3Gate:
         for check in verdict.checks:
             key = check.key or verdict.key
             self.records.append(Record(verdict.principal.name, verdict.method, check.action,
-                                       verdict.bucket, key, status, note))  # fmt: skip
+                                       verdict.bucket, key, status, note,
+                                       check.context))  # fmt: skip
         return ""
 
     def stop(self) -> None:
@@ -314,6 +316,13 @@ class S3Gate:
         return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": "secret-" + access_key,
                 "AWS_ENDPOINT_URL": self.url}  # fmt: skip
 
+    def client(self, access_key: str, region: str):
+        """A boto3 S3 client of the principal admitted with ``access_key``."""
+        import boto3
+
+        keys = {"aws_access_key_id": access_key, "aws_secret_access_key": "secret-" + access_key}
+        return boto3.client("s3", endpoint_url=self.url, region_name=region, **keys)
+
     def denied(self, principal: str | None = None) -> list[Record]:
         return [r for r in self.records if r.status == 403
                 and (principal is None or r.principal == principal)]  # fmt: skip
@@ -322,3 +331,23 @@ class S3Gate:
         """Requests per (action, status), for the closing figures."""
         return Counter((r.action, r.status) for r in self.records
                        if principal is None or r.principal == principal)  # fmt: skip
+
+
+def replay(records: list[Record], principal: Principal, simulator: Simulator) -> Record | None:
+    """The first of the recorded requests ``principal`` would be refused (the simulator's
+    decision on the same action and resource, AWS's 404 rule included), or None. For the
+    negative tests: the same requests, a policy with one statement less."""
+    for record in records:
+        if record.status == 403 or not record.action:
+            continue
+        resource = _arn(record.bucket, record.key if record.key else None)
+        if record.action == "s3:ListBucket":
+            resource = _arn(record.bucket)
+        context = dict(record.context)
+        if not simulator.allows(principal, record.action, resource, context):
+            return record
+        if record.note == "not found" and not simulator.allows(
+            principal, "s3:ListBucket", _arn(record.bucket)
+        ):
+            return record
+    return None

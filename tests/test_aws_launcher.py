@@ -35,6 +35,7 @@ def local_aws(monkeypatch):
     server = start_moto(monkeypatch, managed_policies=False)
     s3_staging.ensure_bucket(BUCKET, "eu-west-3")
     boto3.client("s3").put_object(Bucket=BUCKET, Key="fruits/code/bootstrap.sh", Body=b"#!")
+    _tagged_network()
     emr.Launcher(emr.ClusterSpec(bucket=BUCKET)).create_security_configuration(KEY)
     yield
     server.stop()
@@ -47,6 +48,15 @@ def local_aws_with_iam(monkeypatch):
     s3_staging.ensure_bucket(BUCKET, "eu-west-3")
     yield
     server.stop()
+
+
+def _tagged_network() -> str:
+    """A subnet and its VPC tagged for AmazonEMRServicePolicy_v2 (``emr network prepare``)."""
+    ec2 = boto3.client("ec2", region_name="eu-west-3")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    ec2.create_tags(Resources=[vpc, subnet], Tags=[iam.MANAGED_POLICY_TAG])
+    return subnet
 
 
 def _cluster(cluster_id: str):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -57,12 +56,8 @@ def gate(s3_server):
 
 
 def _client(gate: S3Gate, key: str, principal: Principal):
-    env = gate.admit(key, principal)
-    return boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )  # fmt: skip
+    gate.admit(key, principal)
+    return gate.client(key, REGION)
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         "emr", help="roles, stage, run (one-shot), create, submit, wait, teardown on AWS EMR"
     )
     emr.add_argument("action", choices=EMR_ACTIONS)
-    emr.add_argument("what", nargs="?", choices=["create", "delete"], help="roles, security-config")
+    emr.add_argument(
+        "what", nargs="?", choices=["create", "delete", "check", "prepare"],
+        help="roles, security-config: create or delete; network: check or prepare",
+    )  # fmt: skip
     emr.add_argument("--bucket", required=True, help="S3 bucket for input, code, output, logs")
     emr.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
     emr.add_argument("--region", default=defaults.REGION, help="AWS region (default: %(default)s)")
@@ -77,7 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="root volume per node (GB; default 20); the bootstrap needs 3 GB free on it",
     )  # fmt: skip
     emr.add_argument("--idle-timeout", type=int, default=3600, help="create: end after idle s")
-    emr.add_argument("--subnet-id", default=None, help="tagged for-use-with-amazon-emr-...=true")
+    emr.add_argument(
+        "--subnet-id", default=None,
+        help="tagged for-use-with-amazon-emr-managed-policies=true (default: a tagged subnet of "
+        "the region); emr network prepare tags it",
+    )  # fmt: skip
+    emr.add_argument(
+        "--security-groups", default=None, metavar="PRIMARY,CORE",
+        help="EMR-managed security groups, tagged (default: EMR's, made in the subnet's VPC)",
+    )  # fmt: skip
+    emr.add_argument(
+        "--create-security-groups", action="store_true",
+        help="network prepare: create tagged security groups instead of tagging the VPC",
+    )  # fmt: skip
     emr.add_argument("--kms-key", default=None, help="KMS key ARN: S3, local disks, EBS")
     emr.add_argument("--tls-certificates", default=None, help="s3://.../certs.zip: TLS in transit")
     emr.add_argument(
@@ -159,8 +174,10 @@ def _emr(args: argparse.Namespace) -> int:
     launcher = emr.Launcher(spec, dry_run=args.dry_run)
     if args.action in NEEDS_CLUSTER and not args.cluster_id and not args.dry_run:
         raise ValueError(f"emr {args.action} needs --cluster-id")
-    if args.action in ("roles", "security-config") and not args.what:
+    if args.action in ("roles", "security-config") and args.what not in ("create", "delete"):
         raise ValueError(f"emr {args.action} needs create or delete")
+    if args.action == "network" and args.what not in ("check", "prepare"):
+        raise ValueError("emr network needs check or prepare")
     return EMR_COMMANDS[args.action](args, spec, launcher)
 
 
@@ -177,12 +194,22 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         ebs_gb=args.ebs_gb,
         idle_timeout_s=args.idle_timeout,
         subnet_id=args.subnet_id,
+        security_groups=_security_groups(args.security_groups),
         kms_key_arn=args.kms_key,
         **({"security_configuration": None} if args.no_security_configuration else {}),
         **({"release": args.release} if args.release else {}),
         **({"root_volume_gb": args.root_volume_gb} if args.root_volume_gb else {}),
         **({"wheel_name": Path(args.wheel).name} if args.wheel else {}),
     )
+
+
+def _security_groups(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    groups = tuple(g.strip() for g in text.split(",") if g.strip())
+    if len(groups) != 2:
+        raise ValueError(f"--security-groups takes PRIMARY,CORE: got {text!r}")
+    return groups  # type: ignore[return-value]
 
 
 def _cluster_id(args: argparse.Namespace) -> str:
@@ -198,6 +225,27 @@ def _emr_policy(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher)
     from fruits_tools import emr
 
     print(json.dumps(emr.render_policy(spec), indent=2))
+    return 0
+
+
+def _emr_network(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    """``check``: the subnet (given or found), its VPC and the security groups carry the tags
+    AmazonEMRServicePolicy_v2 needs; ``prepare``: add them, or create tagged groups."""
+    from fruits_tools import network
+
+    subnet = spec.subnet_id
+    if args.what == "prepare":
+        if not subnet:
+            raise ValueError("emr network prepare needs --subnet-id")
+        if args.dry_run:
+            print(json.dumps({"prepare": subnet, "create_security_groups":
+                              args.create_security_groups}))  # fmt: skip
+            return 0
+        print(json.dumps(network.prepare(launcher.ec2, subnet, args.create_security_groups)))
+        return 0
+    subnet = subnet or network.find_subnet(launcher.ec2, spec.region)
+    found = network.check(launcher.ec2, subnet, tuple(spec.security_groups or ()))
+    print(json.dumps({"subnet": subnet, "vpc": found.vpc["VpcId"], "ok": True}))
     return 0
 
 
@@ -482,6 +530,7 @@ EMR_COMMANDS: dict[str, EmrCommand] = {
     "run": _emr_run,
     "roles": _emr_roles,
     "security-config": _emr_security_config,
+    "network": _emr_network,
     "stage": _emr_stage,
     "create": _emr_create,
     "submit": _emr_submit,

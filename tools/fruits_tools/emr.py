@@ -78,6 +78,9 @@ class ClusterSpec:
     instance_profile: str = iam.INSTANCE_ROLE
     security_configuration: str | None = SECURITY_CONFIGURATION
     subnet_id: str | None = None
+    #: EMR-managed security groups (primary, core and task), tagged; None: EMR's defaults,
+    #: which it creates in the subnet's VPC (then the VPC must carry the tag)
+    security_groups: tuple[str, str] | None = None
     wheel_name: str = "fruits_helpers-0.1.0-py3-none-any.whl"
     kms_key_arn: str | None = None
 
@@ -189,6 +192,9 @@ def run_job_flow_request(spec: ClusterSpec, steps: list[dict] | None = None) -> 
     instances: dict = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": steps is None}
     if spec.subnet_id:
         instances["Ec2SubnetId"] = spec.subnet_id
+    if spec.security_groups:
+        instances["EmrManagedMasterSecurityGroup"] = spec.security_groups[0]
+        instances["EmrManagedSlaveSecurityGroup"] = spec.security_groups[1]
     request = {
         "Name": spec.name,
         "ReleaseLabel": spec.release,
@@ -501,9 +507,17 @@ class RunOutcome:
 class Launcher:
     """Sends the requests (or, with ``dry_run``, prints them)."""
 
-    def __init__(self, spec: ClusterSpec, dry_run: bool = False, client=None, echo=print, s3=None):
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        dry_run: bool = False,
+        client=None,
+        echo=print,
+        s3=None,
+        owner: str | None = None,
+    ):
         self.spec, self.dry_run, self.echo = spec, dry_run, echo
-        self._client, self._s3, self._owner = client, s3, None
+        self._client, self._s3, self._owner, self._ec2 = client, s3, owner, None
 
     @property
     def client(self):
@@ -512,6 +526,14 @@ class Launcher:
 
             self._client = boto3.client("emr", region_name=self.spec.region)
         return self._client
+
+    @property
+    def ec2(self):
+        if self._ec2 is None:
+            import boto3
+
+            self._ec2 = boto3.client("ec2", region_name=self.spec.region)
+        return self._ec2
 
     @property
     def s3(self):
@@ -583,8 +605,12 @@ class Launcher:
 
     def preflight(self) -> None:
         """Refuse, in one line, a launch that could only fail later and cost a cluster start:
-        nothing staged, or a security configuration that does not exist."""
+        nothing staged, a security configuration that does not exist, or a network the v2
+        service role cannot launch into. Without ``subnet_id``, a tagged subnet of the region is
+        chosen (the default subnet is untagged: the launch would be refused)."""
         from botocore.exceptions import ClientError
+
+        from fruits_tools import network
 
         staged = self._keys(self.spec.key("code", "bootstrap.sh"))
         if self.spec.key("code", "bootstrap.sh") not in staged:
@@ -597,6 +623,10 @@ class Launcher:
                     f"no security configuration {self.spec.security_configuration}: run "
                     "emr security-config create --kms-key ..., or pass --no-security-configuration"
                 ) from None
+        if not self.spec.subnet_id:
+            self.spec.subnet_id = network.find_subnet(self.ec2, self.spec.region)
+            log.info("launching into %s (tagged for EMR's managed policies)", self.spec.subnet_id)
+        network.check(self.ec2, self.spec.subnet_id, tuple(self.spec.security_groups or ()))
 
     def create(self, steps: list[dict] | None = None) -> str | None:
         """Create the cluster (one-shot when ``steps`` are given); its id (None in dry-run)."""
