@@ -91,15 +91,21 @@ def authorizations(
 ) -> list[Authorization]:
     """The IAM actions S3 authorizes a path-style REST request with (pure: tested alone)."""
     bucket, _, key = unquote(path).lstrip("/").partition("/")
-    method = "GET" if method == "HEAD" else method
+    head = method == "HEAD"
+    method = "GET" if head else method
     if not bucket:
         return [Authorization("s3:ListAllMyBuckets", "*")]
     if not key:
         named = [a for q, a in BUCKET_ACTIONS.get(method, {}).items() if q in query]
         if named:
             return [Authorization(named[0], _arn(bucket))]
+        if head:
+            # HeadBucket is authorized as s3:ListBucket; it has no prefix parameter, so its
+            # request context has no s3:prefix
+            return [Authorization("s3:ListBucket", _arn(bucket))]
         if method == "GET":
-            # ListObjects(V2) and HeadBucket: s3:prefix is the request's prefix, "" without one
+            # ListObjects(V2): s3:prefix is the request's prefix, "" without one (AWS's examples
+            # allow listing a bucket's root with "s3:prefix": [""])
             context = {"s3:prefix": query.get("prefix", [""])[0]}
             for name in ("delimiter", "max-keys"):
                 if name in query:

@@ -6,6 +6,9 @@ Covers the chain from and to ``s3a://`` (listing with boto3, images read by the 
 through S3A), every output of ``run`` and ``recognize`` in the bucket, event logs under a prefix
 that did not exist, an incremental rerun, a run killed in the middle of its commit (rename on S3
 is copy + delete), and the hostile corpus of ``tests/hostile.py`` with S3's own odd objects.
+
+Every process runs as the nodes' role, through a gate that answers as AWS would
+(tests/s3gate.py: the policy decided by the IAM simulator, AWS's 404 rule); none is refused.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import sys
 import textwrap
 import time
 
-import boto3
 import pandas as pd
 import pytest
 
-from fruits_tools import s3_staging
+from fruits_tools import iam, s3_staging
 from helpers.core import inputs
 from tests import emr_box, hostile
 from tests.clirun import run_cli
 from tests.conftest import ROOT
+from tests.iamsim import Principal, Simulator
+from tests.s3gate import S3Gate
 
 pytestmark = [pytest.mark.s3a, pytest.mark.spark, pytest.mark.slow]
 
@@ -39,39 +43,56 @@ INPUT = ROOT / "data_sample"
 MOTO_ACCOUNT = "123456789012"
 
 
+#: Where the tests' data lives in the bucket: under the prefixes the nodes' policy grants.
+IN, OUT, KILL = "fruits/input/sample", "fruits/output/chain", "fruits/output/kill"
+HOSTILE, HOSTILE_OUT = "fruits/input/hostile", "fruits/output/hostile"
+LOGS = "fruits/logs/spark-events"
+#: The nodes' role (exactly ``emr/iam/instance-profile-policy.json``) runs every process here;
+#: the bucket's owner sets the input up and reads the results.
+NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": iam.instance_policy(BUCKET)})
+OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def s3a(s3_server, tmp_path_factory, mobilenet_weights):
-    """Environment for a process that runs Spark against the local S3 server through S3A."""
+def gate(s3_server):
+    """The local S3 server as AWS answers the nodes' role (tests/s3gate.py)."""
+    simulator = Simulator().start()
+    gate = S3Gate(s3_server, simulator).start()
+    yield gate
+    gate.stop()
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def s3a(gate, tmp_path_factory, mobilenet_weights):
+    """Environment for a process that runs Spark against the local S3 server through S3A, as
+    the nodes' role."""
     jars = emr_box.fetch_jars("s3a")
     conf = tmp_path_factory.mktemp("s3a-conf")
     settings = {
         "spark.jars": ",".join(str(p) for p in sorted(jars.glob("*.jar"))),
-        "spark.hadoop.fs.s3a.endpoint": s3_server,
+        "spark.hadoop.fs.s3a.endpoint": gate.url,
         "spark.hadoop.fs.s3a.endpoint.region": REGION,
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
         "spark.ui.enabled": "false",
     }
     (conf / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_", "AWS_"))}
     env.update(
         SPARK_CONF_DIR=str(conf),
         SPARK_LOCAL_IP="127.0.0.1",
         PYSPARK_PYTHON=sys.executable,
-        AWS_ENDPOINT_URL=s3_server,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
         PYTHONPATH=str(ROOT),
+        **gate.admit("NODEROLEKEY", NODE_ROLE),
     )
-    env.pop("AWS_PROFILE", None)
-    client = boto3.client(
-        "s3", endpoint_url=s3_server, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
-    s3_staging.ensure_bucket(BUCKET, REGION, client=client, expected_owner=MOTO_ACCOUNT)
-    s3_staging.upload_folder(INPUT, f"s3://{BUCKET}/input", client=client)
-    return {"env": env, "client": client, "weights": mobilenet_weights}
+    gate.admit("OWNERKEY", OWNER)
+    owner = gate.client("OWNERKEY", REGION)
+    s3_staging.ensure_bucket(BUCKET, REGION, client=owner, expected_owner=MOTO_ACCOUNT)
+    s3_staging.upload_folder(INPUT, f"s3://{BUCKET}/{IN}", client=owner)
+    return {"env": env, "client": owner, "weights": mobilenet_weights}
 
 
 def _cli(s3a, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -97,11 +118,11 @@ def _report(client, key: str) -> dict:
 @pytest.fixture(scope="module")
 def s3a_chain(s3a):
     client = s3a["client"]
-    assert _keys(client, "logs/") == []  # the event-log prefix does not exist yet
-    out = f"s3a://{BUCKET}/output"
-    run = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", out,
+    assert _keys(client, "fruits/logs/") == []  # the event-log prefix does not exist yet
+    out = f"s3a://{BUCKET}/{OUT}"
+    run = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/{IN}", "--output", out,
                "--weights", s3a["weights"], "--master", "local[2]", *FAST,
-               "--event-log-dir", f"s3a://{BUCKET}/logs/spark-events/")  # fmt: skip
+               "--event-log-dir", f"s3a://{BUCKET}/{LOGS}/")  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
     # one head: the comparison of heads is the notebooks' test; here, every output on S3
     recognize = _cli(s3a, "recognize", "--output", out, "--master", "local[2]",
@@ -112,41 +133,42 @@ def s3a_chain(s3a):
 
 def test_chain_reads_and_writes_s3_through_s3a(s3a, s3a_chain):
     keys = s3a_chain["keys"]
-    images = [k for k in _keys(s3a["client"], "input/") if k.lower().endswith((".jpg", ".png"))]
+    images = [k for k in _keys(s3a["client"], f"{IN}/") if k.lower().endswith((".jpg", ".png"))]
 
     def under(prefix: str) -> list[str]:
         return [k for k in keys if k.startswith(prefix)]
 
-    assert any(k.endswith(".parquet") for k in under("output/features/"))
-    assert any(k.endswith(".parquet") for k in under("output/reduced/"))
-    assert under("output/reduction_model/metadata/")
-    assert under("output/recognizer/pipeline/") and "output/recognizer/recognizer.json" in keys
+    assert any(k.endswith(".parquet") for k in under(f"{OUT}/features/"))
+    assert any(k.endswith(".parquet") for k in under(f"{OUT}/reduced/"))
+    assert under(f"{OUT}/reduction_model/metadata/")
+    assert under(f"{OUT}/recognizer/pipeline/") and f"{OUT}/recognizer/recognizer.json" in keys
     written = ("run_report.json", "pca_report.json", "recognition_report.json",
                "explained_variance.png", "recognizer/model.npz")  # fmt: skip
     for name in written:
-        assert f"output/{name}" in keys
-    events = [k for k in under("logs/spark-events/") if "local-" in k]
+        assert f"{OUT}/{name}" in keys
+    events = [k for k in under(f"{LOGS}/") if "local-" in k]
     assert len(events) == 1  # the run's, under the prefix that was missing before it
-    report = _report(s3a["client"], "output/run_report.json")
+    report = _report(s3a["client"], f"{OUT}/run_report.json")
     assert report["images"]["total"] == len(images)
-    folders = sorted({"/".join(k.split("/")[:2]) for k in keys if not k.startswith("input/")})
+    folders = sorted({"/".join(k.split("/")[:3]) for k in keys if not k.startswith(f"{IN}/")})
     print(f"S3A run: {len(keys)} objects in s3://{BUCKET}; written: {folders}")
-    assert not under("output/_staging/") or all(k.endswith("/") for k in under("output/_staging/"))
+    staging = under(f"{OUT}/_staging/")
+    assert all(k.endswith("/") for k in staging)
 
 
 def test_incremental_rerun_on_s3(s3a, s3a_chain):
     client = s3a["client"]
     source = sorted((INPUT / "Training").rglob("*.png")) or sorted(INPUT.rglob("*.jpg"))
-    new_key = "input/Training/" + source[0].parent.name + "/zz-new-photo" + source[0].suffix
+    new_key = f"{IN}/Training/" + source[0].parent.name + "/zz-new-photo" + source[0].suffix
     client.put_object(Bucket=BUCKET, Key=new_key, Body=source[0].read_bytes())
-    done = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/input", "--output", s3a_chain["out"],
+    done = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/{IN}", "--output", s3a_chain["out"],
                 "--weights", s3a["weights"], "--master", "local[2]", "--incremental",
                 *FAST)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
-    report = _report(client, "output/run_report.json")
+    report = _report(client, f"{OUT}/run_report.json")
     assert report["images"]["featurized_this_run"] == 1
     assert report["images"]["total"] == len(
-        [k for k in _keys(client, "input/") if k.lower().endswith((".jpg", ".png"))]
+        [k for k in _keys(client, f"{IN}/") if k.lower().endswith((".jpg", ".png"))]
     )
 
 
@@ -170,7 +192,7 @@ KILL_PROBE = textwrap.dedent(
 
 
 def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
-    client, out = s3a["client"], f"s3a://{BUCKET}/kill"
+    client, out = s3a["client"], f"s3a://{BUCKET}/{KILL}"
 
     def run(label: str, files: int) -> subprocess.Popen:
         return subprocess.Popen(
@@ -181,7 +203,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
 
     first = run("old", 5)
     assert first.wait(timeout=600) == 0
-    old_files = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+    old_files = {k for k in _keys(client, f"{KILL}/data/") if k.endswith(".parquet")}
     assert len(old_files) == 5
 
     second = run("new", 40)
@@ -189,7 +211,7 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     # kill it once the new files have started to arrive, i.e. in the middle of the copy
     deadline, killed_with = time.monotonic() + 300, None
     while time.monotonic() < deadline and second.poll() is None:
-        present = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+        present = {k for k in _keys(client, f"{KILL}/data/") if k.endswith(".parquet")}
         arrived = present - old_files
         if arrived:
             # the whole group at once: Spark's JVM must not outlive Python
@@ -200,12 +222,12 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
             break
         time.sleep(0.02)
     assert killed_with is not None, "the commit ended before it could be interrupted"
-    after_kill = {k for k in _keys(client, "kill/data/") if k.endswith(".parquet")}
+    after_kill = {k for k in _keys(client, f"{KILL}/data/") if k.endswith(".parquet")}
     # never a mix: no old file beside a new one
     assert not (after_kill & old_files), "old and new files mixed in one dataset"
     print(f"killed mid-commit with {len(after_kill)} of 40 new files in place, 0 old ones")
     assert len(after_kill) < 40  # really interrupted half-way
-    journals = [k for k in _keys(client, "kill/_staging/") if k.endswith("_commit.json")]
+    journals = [k for k in _keys(client, f"{KILL}/_staging/") if k.endswith("_commit.json")]
     assert len(journals) == 1
 
     # the next step that touches the output finishes the commit: the whole new dataset
@@ -227,8 +249,8 @@ def test_a_run_killed_mid_commit_leaves_old_or_new_never_a_mix(s3a):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RECOVERED 1" in done.stdout
     assert "ROWS 400 ['new']" in done.stdout
-    assert len([k for k in _keys(client, "kill/data/") if k.endswith(".parquet")]) == 40
-    assert not [k for k in _keys(client, "kill/_staging/") if not k.endswith("/")]
+    assert len([k for k in _keys(client, f"{KILL}/data/") if k.endswith(".parquet")]) == 40
+    assert not [k for k in _keys(client, f"{KILL}/_staging/") if not k.endswith("/")]
 
 
 # --------------------------------------------------------------------------- S3
@@ -244,7 +266,7 @@ S3_ONLY = {
 
 def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
     client = s3a["client"]
-    prefix = "hostile/in/"
+    prefix = f"{HOSTILE}/in/"
     good = hostile.files()["top level.jpg"][0]
     expected = {}
     for name, (data, outcome) in {**hostile.files(), **S3_ONLY}.items():
@@ -264,14 +286,14 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys
+            import json, os, sys
             import boto3
             from helpers.faces import cli
             from helpers.core import inputs
             from tests import hostile
 
             listed = inputs.write_listing
-            client = boto3.client("s3")
+            client = boto3.client("s3", **json.loads(os.environ["OWNER_KEYS"]))  # the owner
             bucket, prefix = {BUCKET!r}, {prefix!r}
 
             def listing_then_changes(input_uri, listing_uri):
@@ -287,18 +309,20 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
             """
         )
     )
-    out = f"s3a://{BUCKET}/hostile/out"
+    out = f"s3a://{BUCKET}/{HOSTILE_OUT}"
     done = subprocess.run(
         [sys.executable, str(script), "run", "--input", f"s3a://{BUCKET}/{prefix}",
          "--output", out, "--weights", s3a["weights"], "--k", "3"],
-        env=s3a["env"], capture_output=True, text=True, timeout=900,
+        env={**s3a["env"], "OWNER_KEYS": json.dumps(
+            {"aws_access_key_id": "OWNERKEY", "aws_secret_access_key": "secret-OWNERKEY"})},
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     summary = json.loads(done.stdout)
 
     def parquet(name: str) -> pd.DataFrame:
-        keys = [k for k in _keys(client, f"hostile/out/{name}/") if k.endswith(".parquet")]
+        keys = [k for k in _keys(client, f"{HOSTILE_OUT}/{name}/") if k.endswith(".parquet")]
         frames = [
             pd.read_parquet(io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read()))
             for k in keys
@@ -308,7 +332,7 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
     listing, features = parquet("listing"), parquet("features")
     hostile.check(expected, hostile.outcomes(listing, features, f"s3a://{BUCKET}/{prefix}"))
     report = json.loads(
-        client.get_object(Bucket=BUCKET, Key="hostile/out/run_report.json")["Body"].read()
+        client.get_object(Bucket=BUCKET, Key=f"{HOSTILE_OUT}/run_report.json")["Body"].read()
     )
     files = report["files"]
     assert files["found"] == found_independently == len(listing)
@@ -318,3 +342,14 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
         "Training/Apple/console folder/",  # a console's "create folder", never filled
         "Training/Empty class/",
     ]
+
+
+def test_the_nodes_role_was_enough_for_every_request(gate):
+    """Last in this module: every request of the chain, the incremental rerun, the killed and
+    recovered commit and the hostile corpus, as AWS would answer the nodes' role (a denied
+    action, or a 404 AWS would hide, is a 403 here)."""
+    assert gate.denied(iam.INSTANCE_ROLE) == [], gate.denied(iam.INSTANCE_ROLE)[:5]
+    counts = gate.counts(iam.INSTANCE_ROLE)
+    for (action, status), n in sorted(counts.items()):
+        print(f"nodes' role through S3A: {action} {status}: {n}")
+    assert counts[("s3:GetObject", 404)] > 0  # existence checks of missing keys, answered 404
