@@ -137,6 +137,33 @@ def s3_server():
     server.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def iam_simulator():
+    """The IAM policy simulator (tests/iamsim.py), one Node process per session."""
+    from tests.iamsim import Simulator
+
+    simulator = Simulator().start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def operator_calls(request, iam_simulator):
+    """Every AWS call the tooling makes during the test, decided at its end against
+    ``emr/iam/operator-policy.json`` for each bucket it worked with: a call the operator's
+    policy refuses fails the test, naming the action and the resource."""
+    import boto3
+
+    from tests.operator import Calls, operator
+
+    boto3.setup_default_session()
+    calls = Calls(region="eu-west-3").install(boto3.DEFAULT_SESSION)
+    yield calls
+    principal = operator(calls.buckets() or ("none",), calls.region, calls.prefixes)
+    refused = calls.refused(principal, iam_simulator)
+    assert not refused, f"the operator's policy refuses: {refused}"
+
+
 @pytest.fixture
 def aws_local(s3_server, monkeypatch):
     """Point boto3 at the local server with throwaway credentials (no real account)."""

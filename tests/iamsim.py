@@ -106,5 +106,14 @@ class Simulator:
                 self._cache[key] = answer["result"]
             return self._cache[key]
 
+    def resource_types(self, action: str) -> list[str]:
+        """The resource types IAM knows for ``service:Action`` (empty: only ``*`` applies)."""
+        with self._lock:
+            self._next += 1
+            self._process.stdin.write(
+                json.dumps({"id": self._next, "resourceTypesOf": action}) + "\n"
+            )
+            return json.loads(self._process.stdout.readline())["result"]
+
     def allows(self, principal: Principal, action: str, resource: str, context=None) -> bool:
         return self.decide(principal, action, resource, context) == "Allowed"

@@ -13,6 +13,9 @@ from botocore.exceptions import ClientError
 from fruits_tools import s3_staging
 from tests.awsmodels import assert_valid_request, takes_parameter
 
+#: the tooling's AWS calls are decided against the operator's policy (tests/operator.py)
+pytestmark = pytest.mark.usefixtures("operator_calls")
+
 OWNER = "123456789012"  # moto's account
 
 
@@ -98,8 +101,9 @@ def test_tls_only_policy_denies_plain_http_and_keeps_other_statements(aws_local)
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_every_request_that_takes_it_names_the_expected_owner(aws_local, tmp_path):
+def test_every_request_that_takes_it_names_the_expected_owner(aws_local, tmp_path, operator_calls):
     """Each S3 request of ensure_bucket and of the transfers, seen on the wire."""
+    operator_calls.prefixes = ("x",)  # a project whose prefix is x/
     s3 = boto3.client("s3", region_name="eu-west-3")
     sent: list[tuple[str, str | None]] = []
 

@@ -29,7 +29,7 @@ KEY = "arn:aws:kms:eu-west-3:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
 
 
 @pytest.fixture
-def local_aws(monkeypatch):
+def local_aws(monkeypatch, operator_calls):
     """The local server in this process (its EMR state reachable by the test), a bucket with
     the code staged, the security configuration made."""
     server = start_moto(monkeypatch, managed_policies=False)
@@ -42,7 +42,7 @@ def local_aws(monkeypatch):
 
 
 @pytest.fixture
-def local_aws_with_iam(monkeypatch):
+def local_aws_with_iam(monkeypatch, operator_calls):
     """The same, with AWS's managed policies in IAM (the service role attaches one)."""
     server = start_moto(monkeypatch, managed_policies=True)
     s3_staging.ensure_bucket(BUCKET, "eu-west-3")
@@ -203,7 +203,10 @@ def test_wait_command_exits_non_zero_on_a_failed_step(local_aws, failure_details
     assert "Reason: Unknown Error." in capsys.readouterr().err
 
 
-def test_a_launch_that_could_only_fail_is_refused_before_it_costs(local_aws, capsys):
+def test_a_launch_that_could_only_fail_is_refused_before_it_costs(
+    local_aws, capsys, operator_calls
+):
+    operator_calls.prefixes = ("fruits", "other")
     boto3.client("emr").delete_security_configuration(Name=emr.SECURITY_CONFIGURATION)
     assert cli.main(["emr", "run", *ARGS]) == 2
     err = capsys.readouterr().err.strip()
@@ -290,7 +293,8 @@ def test_teardown_removes_what_stage_and_roles_made(
     weights.write_bytes(b"w")
     house = tmp_path / "house"
     house.mkdir()
-    (house / "requirements.txt").write_text("six\n")
+    for name in ("requirements.lock", "requirements-primary.lock"):
+        (house / name).write_text("six==1.17.0 --hash=sha256:" + "0" * 64 + "\n")
     stage = ["emr", "stage", "--bucket", BUCKET, "--wheel", str(wheel), "--weights", str(weights),
              "--wheelhouse", str(house)]  # fmt: skip
     assert cli.main(stage) == 0

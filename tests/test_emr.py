@@ -158,7 +158,7 @@ def test_dry_run_prints_exactly_the_requests():
     assert_valid_request("emr", "RunJobFlow", printed["params"])
 
 
-def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path):
+def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path, operator_calls):
     """Stage, create, submit, status, terminate through boto3 against the local server."""
     s3_staging.ensure_bucket(SPEC.bucket, SPEC.region)
     wheel = tmp_path / SPEC.wheel_name
@@ -303,7 +303,8 @@ def test_bootstrap_dry_run_installs_from_the_wheelhouse_with_no_index(tmp_path):
     local = tmp_path / "work" / "wheelhouse"
     installs = [line for line in out.splitlines() if " -m pip install" in line]
     assert installs and all(f"--no-index --find-links {local}" in i for i in installs)
-    assert f"-r {local}/requirements.txt" in out
+    assert f"--require-hashes -r {local}/requirements.lock" in out
+    assert f"--require-hashes -r {local}/requirements-primary.lock" not in out  # not a primary
     assert "--upgrade pip" not in out and "tensorflow" not in out
 
 

@@ -23,6 +23,9 @@ from helpers.spark import session as spark_session
 from tests.clirun import run_cli
 from tests.conftest import ROOT
 
+#: the tooling's AWS calls are decided against the operator's policy (tests/operator.py)
+pytestmark = pytest.mark.usefixtures("operator_calls")
+
 PROBE = textwrap.dedent(
     """
     from helpers.spark.session import get_spark

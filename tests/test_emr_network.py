@@ -17,7 +17,8 @@ from tests.test_aws_iam import REGION, start_moto
 #: The version of AWS's managed policy the tests evaluate (moto ships AWS's documents; a new
 #: version is a reason to look again).
 POLICY_VERSION = "v6"
-ARGS = ["--bucket", "fruits-net", "--region", REGION]
+BUCKET = "fruits-net"
+ARGS = ["--bucket", BUCKET, "--region", REGION]
 
 
 def _service_policy() -> dict:
@@ -37,7 +38,7 @@ def simulator():
 
 
 @pytest.fixture
-def ec2(monkeypatch):
+def ec2(monkeypatch, operator_calls):
     server = start_moto(monkeypatch, managed_policies=False)
     client = boto3.client("ec2", region_name=REGION)
     vpc = client.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
@@ -134,9 +135,9 @@ def test_a_launch_into_an_untagged_network_is_refused_before_it_costs(ec2, capsy
     """emr run's pre-flight: nothing is created (no RunJobFlow) when the network would be
     refused; the default subnet of an account is untagged."""
     client = boto3.client("s3", region_name=REGION)
-    client.create_bucket(Bucket="fruits-net",
+    client.create_bucket(Bucket=BUCKET,
                          CreateBucketConfiguration={"LocationConstraint": REGION})  # fmt: skip
-    client.put_object(Bucket="fruits-net", Key="fruits/code/bootstrap.sh", Body=b"#!")
+    client.put_object(Bucket=BUCKET, Key="fruits/code/bootstrap.sh", Body=b"#!")
     argv = ["emr", "run", "--subnet-id", ec2["subnet"], "--no-security-configuration", *ARGS]
     assert cli.main(argv) == 2
     assert "lacks the tag for-use-with-amazon-emr-managed-policies=true" in capsys.readouterr().err

@@ -9,6 +9,9 @@ from fruits_tools import s3_staging
 from helpers import storage
 from helpers.core import report
 
+#: the tooling's AWS calls are decided against the operator's policy (tests/operator.py)
+pytestmark = pytest.mark.usefixtures("operator_calls")
+
 BUCKET = "fruits-test-bucket"
 
 
@@ -35,8 +38,9 @@ def test_bucket_is_private_and_encrypted(aws_local):
 
 
 def test_upload_skips_what_is_already_there_and_download_round_trips(
-    bucket, small_real_set, tmp_path
+    bucket, small_real_set, tmp_path, operator_calls
 ):
+    operator_calls.prefixes = ("data",)  # a project whose prefix is data/
     seen = []
     first = s3_staging.upload_folder(
         small_real_set, f"s3://{bucket}/data", progress=lambda d, t: seen.append((d, t))

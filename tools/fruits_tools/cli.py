@@ -433,8 +433,10 @@ def _staged(launcher: Launcher) -> list[str]:
 
 def _wheelhouse(args: argparse.Namespace) -> Path | None:
     if args.wheelhouse:
-        if not (Path(args.wheelhouse) / "requirements.txt").is_file():
-            raise FileNotFoundError(f"no requirements.txt in wheelhouse {args.wheelhouse}")
+        # the bootstrap installs from the hash locks (fruits_tools.wheelhouse writes them)
+        for name in ("requirements.lock", "requirements-primary.lock"):
+            if not (Path(args.wheelhouse) / name).is_file():
+                raise FileNotFoundError(f"no {name} in wheelhouse {args.wheelhouse}")
         return Path(args.wheelhouse)
     if args.dry_run:
         print("(wheelhouse: built with pip download when not a dry run)", file=sys.stderr)

@@ -75,6 +75,17 @@ def service_policy(account: str, kms_key_arn: str | None = None) -> dict:
     return policy
 
 
+def operator_policy(bucket: str, prefix: str, account: str, region: str) -> dict:
+    """What the person running ``fruits-tools`` needs and no more (emr/iam/operator-policy.json):
+    the project's bucket and prefix, the project's roles (passed to EMR only, the v2 service
+    policy the only one attached), clusters, security configurations and notebook executions,
+    and the network's tags for EMR. The tests decide every call the tooling makes against it."""
+    return render(
+        "operator-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"), ACCOUNT=account,
+        REGION=region,
+    )  # fmt: skip
+
+
 def documents(
     bucket: str, prefix: str, account: str, region: str, kms_key_arn: str | None = None
 ) -> dict[str, dict]:
@@ -84,6 +95,7 @@ def documents(
         "ec2-trust-policy": render("ec2-trust-policy.json"),
         "service-trust-policy": render("service-trust-policy.json", ACCOUNT=account, REGION=region),
         "service-role-policy": service_policy(account, kms_key_arn),
+        "operator-policy": operator_policy(bucket, prefix, account, region),
     }
 
 
