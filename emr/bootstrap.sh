@@ -171,9 +171,10 @@ if [[ -n "$WHEELHOUSE" ]]; then
     run aws s3 cp --region "$REGION" --recursive --only-show-errors "$WHEELHOUSE" "$LOCAL_WHEELHOUSE"
   fi
   SOURCE=(--no-index --find-links "$LOCAL_WHEELHOUSE")
+  # every wheel by exact version and SHA-256, written when staging: a changed wheel is refused
   # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
   run_root "$VENV/bin/python" -m pip install --quiet "${SOURCE[@]}" $PIP_ARGS \
-    -r "$LOCAL_WHEELHOUSE/requirements.txt"
+    --require-hashes -r "$LOCAL_WHEELHOUSE/requirements.lock"
 else
   # shellcheck disable=SC2086
   run_root "$VENV/bin/python" -m pip install --quiet --upgrade pip $PIP_ARGS
@@ -195,7 +196,7 @@ if is_primary; then
   if [[ -n "$WHEELHOUSE" ]]; then
     # shellcheck disable=SC2086
     run_root "$VENV/bin/python" -m pip install --quiet "${SOURCE[@]}" $PIP_ARGS \
-      -r "$LOCAL_WHEELHOUSE/requirements-primary.txt"
+      --require-hashes -r "$LOCAL_WHEELHOUSE/requirements-primary.lock"
   else
     # shellcheck disable=SC2086
     run_root "$VENV/bin/python" -m pip install --quiet $PIP_ARGS "${PRIMARY_ONLY[@]}"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 
 import pytest
@@ -67,6 +69,36 @@ def offline_node(tmp_path_factory, small_wheelhouse):
         "env": env,
         "python": prefix / "venv" / "bin" / "python",
     }
+
+
+def test_the_locks_pin_every_wheel_by_version_and_hash(small_wheelhouse):
+    wheels = {p.name.split("-")[0].lower() for p in small_wheelhouse.glob("*.whl")}
+    primary = (small_wheelhouse / "requirements-primary.lock").read_text().splitlines()
+    nodes = (small_wheelhouse / "requirements.lock").read_text().splitlines()
+    assert {line.split("==")[0].lower() for line in primary} == wheels
+    assert set(nodes) < set(primary) and any(line.startswith("pillow==11.3.0 ") for line in nodes)
+    assert all(re.fullmatch(r"\S+==\S+ --hash=sha256:[0-9a-f]{64}", line) for line in primary)
+
+
+def test_a_wheel_changed_after_staging_is_refused(small_wheelhouse, tmp_path):
+    """pip's hash-checking mode on the node: one byte of a wheel changed, nothing installed."""
+    changed = tmp_path / "wheelhouse"
+    shutil.copytree(small_wheelhouse, changed)
+    (victim,) = [p for p in changed.glob("*.whl") if p.name.lower().startswith("pyyaml-")]
+    data = bytearray(victim.read_bytes())
+    data[-100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        ["bash", str(ROOT / "emr" / "bootstrap.sh"), "--wheel", str(tmp_path / "x.whl"),
+         "--wheelhouse", str(changed), "--venv", str(tmp_path / "venv"),
+         "--python", "python3.11", "--no-sudo"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in done.stderr, done.stderr[-2000:]
+    assert "bootstrap: done" not in done.stdout
 
 
 def test_bootstrap_builds_the_environment_from_the_wheelhouse_with_no_index(offline_node):
