@@ -20,6 +20,14 @@ HERE = Path(__file__).parent / "iam"
 ACCOUNT = "123456789012"
 
 
+#: AWS's default key policy: the account's root, i.e. IAM policies decide (KMS developer guide,
+#: "Default key policy").
+DEFAULT_KEY_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Sid": "Enable IAM User Permissions", "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": "kms:*", "Resource": "*"}]}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who sends a request: a role's ARN and exactly the identity policies it carries."""
@@ -95,6 +103,8 @@ class Simulator:
                                  for n, p in principal.policies],
                     "action": action, "resource": resource, "context": context,
                 }  # fmt: skip
+                if action.startswith("kms:"):
+                    ask["resourcePolicy"] = DEFAULT_KEY_POLICY
                 self._process.stdin.write(json.dumps(ask) + "\n")
                 answer = json.loads(self._process.stdout.readline())
                 assert answer["id"] == ask["id"], answer

@@ -33,6 +33,13 @@ ACCEPTED = {
     ("operator-policy", "PERMISSIONS_MANAGEMENT_ACTIONS"),
     # ... and it owns the bucket whose policy it sets, so that policy can grant it nothing more
     ("operator-policy", "RESOURCE_POLICY_PRIVILEGE_ESCALATION"),
+    # EMR Studio's role lets EMR attach the execution's network interface to the cluster
+    # (ec2:CreateNetworkInterfacePermission), on interfaces carrying the EMR tag only ...
+    ("studio-policy", "PERMISSIONS_MANAGEMENT_ACTIONS"),
+    # ... and splits CreateNetworkInterface's resource types across two statements with their
+    # own tag conditions (the new interface by request tag, subnet and group by resource tag),
+    # as AWS's EMR Studio service role does; tests/test_studio_role.py evaluates both halves
+    ("studio-policy", "RESOURCE_MISMATCH"),
 }
 
 

@@ -1,7 +1,7 @@
 // Evaluates AWS requests against IAM policies with @cloud-copilot/iam-simulate, one JSON
 // request per stdin line, one JSON answer per stdout line (tests/iamsim.py drives it).
 //   in:  {"id", "principal", "account", "policies": [{"name", "policy"}], "action",
-//         "resource", "context": {...}}
+//         "resource", "context": {...}, "resourcePolicy"?: {...}}
 //   out: {"id", "result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error",
 //         "errors"?}
 //   or in: {"id", "resourceTypesOf": "service:Action"}  out: {"id", "result": [names]}
@@ -28,6 +28,7 @@ for await (const line of lines) {
         identityPolicies: ask.policies,
         serviceControlPolicies: [],
         resourceControlPolicies: [],
+        ...(ask.resourcePolicy ? { resourcePolicy: ask.resourcePolicy } : {}),
         request: {
           action: ask.action,
           principal: ask.principal,

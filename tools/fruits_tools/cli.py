@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     emr.add_argument("action", choices=EMR_ACTIONS)
     emr.add_argument(
         "what", nargs="?", choices=["create", "delete", "check", "prepare"],
-        help="roles, security-config: create or delete; network: check or prepare",
+        help="roles, security-config, studio-role: create or delete; network: check or prepare",
     )  # fmt: skip
     emr.add_argument("--bucket", required=True, help="S3 bucket for input, code, output, logs")
     emr.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
@@ -174,7 +174,10 @@ def _emr(args: argparse.Namespace) -> int:
     launcher = emr.Launcher(spec, dry_run=args.dry_run)
     if args.action in NEEDS_CLUSTER and not args.cluster_id and not args.dry_run:
         raise ValueError(f"emr {args.action} needs --cluster-id")
-    if args.action in ("roles", "security-config") and args.what not in ("create", "delete"):
+    if args.action in ("roles", "security-config", "studio-role") and args.what not in (
+        "create",
+        "delete",
+    ):
         raise ValueError(f"emr {args.action} needs create or delete")
     if args.action == "network" and args.what not in ("check", "prepare"):
         raise ValueError("emr network needs check or prepare")
@@ -277,6 +280,32 @@ def _emr_roles(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) 
                          spec.kms_key_arn)  # fmt: skip
     else:
         iam.delete_roles(client)
+    return 0
+
+
+def _emr_studio_role(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    """EMR Studio's service role for ``notebooks-execution`` (emr/iam/studio-policy.json)."""
+    from fruits_tools import iam
+
+    if args.what == "create":
+        requests = iam.studio_requests(
+            spec.bucket, spec.prefix, _account(args), spec.region, spec.kms_key_arn
+        )
+    else:
+        requests = iam.studio_delete_requests()
+    if args.dry_run:
+        for operation, params in requests:
+            print(json.dumps({"operation": operation, "params": params}, indent=2))
+        return 0
+    import boto3
+
+    client = boto3.client("iam", region_name=spec.region)
+    if args.what == "create":
+        iam.create_studio_role(client, spec.bucket, spec.prefix, _account(args), spec.region,
+                               spec.kms_key_arn)  # fmt: skip
+        print(json.dumps({"studio_role": f"arn:aws:iam::{_account(args)}:role/{iam.STUDIO_ROLE}"}))
+    else:
+        iam.delete_studio_role(client)
     return 0
 
 
@@ -533,6 +562,7 @@ EMR_COMMANDS: dict[str, EmrCommand] = {
     "roles": _emr_roles,
     "security-config": _emr_security_config,
     "network": _emr_network,
+    "studio-role": _emr_studio_role,
     "stage": _emr_stage,
     "create": _emr_create,
     "submit": _emr_submit,

@@ -23,6 +23,9 @@ from helpers import defaults
 
 INSTANCE_ROLE = "fruits-emr-ec2"
 SERVICE_ROLE = "fruits-emr-service"
+#: EMR Studio's service role for ``notebooks-execution`` (``emr studio-role create``).
+STUDIO_ROLE = "fruits-emr-studio"
+STUDIO_POLICY_NAME = "fruits-notebook-execution"
 SERVICE_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 INSTANCE_POLICY_NAME = "fruits-s3"
 SERVICE_POLICY_NAME = "fruits-pass-instance-role"
@@ -86,6 +89,46 @@ def operator_policy(bucket: str, prefix: str, account: str, region: str) -> dict
     )  # fmt: skip
 
 
+def studio_policy(
+    bucket: str, prefix: str, account: str, region: str, kms_key_arn: str | None = None
+) -> dict:
+    """EMR Studio's service role for a notebook execution (emr/iam/studio-policy.json): read
+    the staged Studio copies, write the executed notebooks, the bucket's encryption, the
+    cluster it runs on, and the tagged network interfaces it attaches through (the statements
+    of AWS's EMR Studio service role, limited to the tag AmazonEMRServicePolicy_v2 uses); the
+    project's key when the bucket has one."""
+    policy = render(
+        "studio-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"), ACCOUNT=account,
+        REGION=region,
+    )  # fmt: skip
+    if kms_key_arn:
+        policy["Statement"] += render("studio-kms-statements.json", KMS_KEY_ARN=kms_key_arn)
+    return policy
+
+
+def studio_requests(
+    bucket: str, prefix: str, account: str, region: str, kms_key_arn: str | None = None
+) -> list[tuple[str, dict]]:
+    """IAM requests creating EMR Studio's role for notebook executions (trusted by EMR of this
+    account only, as the service role is)."""
+    trust = render("service-trust-policy.json", ACCOUNT=account, REGION=region)
+    policy = studio_policy(bucket, prefix, account, region, kms_key_arn)
+    return [
+        ("CreateRole", {"RoleName": STUDIO_ROLE, "Tags": TAGS,
+                        "AssumeRolePolicyDocument": json.dumps(trust),
+                        "Description": "Fruits! EMR Studio notebook executions"}),
+        ("PutRolePolicy", {"RoleName": STUDIO_ROLE, "PolicyName": STUDIO_POLICY_NAME,
+                           "PolicyDocument": json.dumps(policy)}),
+    ]  # fmt: skip
+
+
+def studio_delete_requests() -> list[tuple[str, dict]]:
+    return [
+        ("DeleteRolePolicy", {"RoleName": STUDIO_ROLE, "PolicyName": STUDIO_POLICY_NAME}),
+        ("DeleteRole", {"RoleName": STUDIO_ROLE}),
+    ]
+
+
 def documents(
     bucket: str, prefix: str, account: str, region: str, kms_key_arn: str | None = None
 ) -> dict[str, dict]:
@@ -96,6 +139,7 @@ def documents(
         "service-trust-policy": render("service-trust-policy.json", ACCOUNT=account, REGION=region),
         "service-role-policy": service_policy(account, kms_key_arn),
         "operator-policy": operator_policy(bucket, prefix, account, region),
+        "studio-policy": studio_policy(bucket, prefix, account, region, kms_key_arn),
     }
 
 
@@ -175,6 +219,17 @@ def create_roles(client, bucket: str, prefix: str, account: str, region: str,
 def delete_roles(client, echo=print) -> list[str]:
     """Delete both roles and the instance profile; what is already gone is skipped."""
     return send(delete_requests(), client, _GONE, echo)
+
+
+def create_studio_role(client, bucket: str, prefix: str, account: str, region: str,
+                       kms_key_arn: str | None = None, echo=print) -> list[str]:  # fmt: skip
+    """Create (or bring up to date) EMR Studio's role for notebook executions."""
+    return send(studio_requests(bucket, prefix, account, region, kms_key_arn), client, _ALREADY,
+                echo)  # fmt: skip
+
+
+def delete_studio_role(client, echo=print) -> list[str]:
+    return send(studio_delete_requests(), client, _GONE, echo)
 
 
 def _snake(operation: str) -> str:
