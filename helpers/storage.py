@@ -249,6 +249,22 @@ _S3_BATCH = 1000
 _S3_COPY_THREADS = 16
 
 
+def local_copy(uri: str, folder: Path) -> Path:
+    """A local path for ``uri``: the file itself when local, else a copy downloaded into
+    ``folder`` once (named by its content's digest and its name), for libraries that read
+    local files only (Keras's weight loading, TensorFlow)."""
+    if is_local(uri):
+        return local_path(uri)
+    data = read_bytes(uri)
+    target = folder / f"{hashlib.sha256(data).hexdigest()[:16]}_{redact(uri).rsplit('/', 1)[-1]}"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial.write_bytes(data)
+        os.replace(partial, target)  # whole or absent, whatever else reads the folder
+    return target
+
+
 def sha256(uri: str) -> str:
     """The SHA-256 of a file (local or S3), hex; read in blocks when local."""
     digest = hashlib.sha256()

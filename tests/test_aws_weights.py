@@ -4,6 +4,8 @@ configuration) finds it there, against a local S3 server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fruits_tools import emr, s3_staging
@@ -51,3 +53,22 @@ def test_missing_staged_weights_name_the_bucket_folder(aws_local, no_local_weigh
     monkeypatch.setenv(config.ENV_MODELS_URI, uri)
     with pytest.raises(WeightsNotFoundError, match=uri):
         resolve_weights(get_backbone("mobilenet_v2"), "imagenet", download=False)
+
+
+@pytest.mark.slow
+def test_a_model_is_built_from_weights_on_s3(aws_local, monkeypatch, tmp_path, mobilenet_weights):
+    """``predict`` with a recognizer whose features used the staged weights (their recipe names
+    the s3:// file): Keras reads local files only, so the file is copied into the cache once."""
+    import numpy as np
+
+    from helpers.core import inference
+    from helpers.core.recipe import FeatureSpec
+
+    monkeypatch.setenv(config.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    s3_staging.ensure_bucket(BUCKET, "eu-west-3")
+    uri = f"s3://{BUCKET}/fruits/code/models/{get_backbone('mobilenet_v2').weights_file}"
+    storage.write_bytes(uri, Path(mobilenet_weights).read_bytes())
+    infer = inference.load_inference_fn(FeatureSpec("mobilenet_v2", 96), uri)
+    assert infer(np.zeros((1, 96, 96, 3), dtype=np.float32)).shape == (1, 1280)
+    (copied,) = (tmp_path / "cache" / "weights").iterdir()
+    assert copied.name.endswith(get_backbone("mobilenet_v2").weights_file)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from helpers import config, storage
 from helpers.core import images, inputs
 from helpers.core.backbones import Backbone, build_model
 from helpers.core.recipe import FeatureSpec
@@ -69,6 +70,8 @@ def _load_tensorflow_fn(backbone: Backbone, weights_path: str | None, tf_threads
             tf.config.threading.set_inter_op_parallelism_threads(min(2, tf_threads))
         except RuntimeError:
             pass  # TensorFlow already initialised in this process; keep its pools
+    if weights_path is not None:  # Keras reads local files only: an s3:// file is copied
+        weights_path = str(storage.local_copy(weights_path, config.cache_dir() / "weights"))
     model = build_model(backbone, weights_path)
     width, height = backbone.input_size
     signature = [tf.TensorSpec([None, height, width, 3], tf.float32)]

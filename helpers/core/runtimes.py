@@ -75,11 +75,7 @@ def openvino_ir(backbone: Backbone, weights: str | None) -> Path:
     import tensorflow as tf
 
     folder.mkdir(parents=True, exist_ok=True)
-    if storage.is_local(weights):
-        weights_path = str(storage.local_path(weights))
-    else:  # Keras loads weights from a local file
-        weights_path = str(folder / f"{digest}_{Path(weights).name}")
-        Path(weights_path).write_bytes(data)
+    weights_path = str(storage.local_copy(weights, config.cache_dir() / "weights"))
 
     log.info("converting %s at %d to OpenVINO IR", backbone.name, backbone.input_size[0])
     model = build_model(backbone, weights_path)
