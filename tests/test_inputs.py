@@ -327,3 +327,26 @@ def test_s3_listing_and_reading(aws_local):
         list(inputs.scan("s3://no-such-bucket-3/x"))
     with pytest.raises(inputs.InputError, match="no files under s3://fruits-in/nothing"):
         inputs.write_listing("s3://fruits-in/nothing", "s3://fruits-in/listing")
+
+
+def test_predict_expands_an_s3_prefix_to_its_images(aws_local):
+    """``predict s3://bucket/prefix``: the images under it, by the chain's input rules (an S3
+    folder was read as one photo, and failed)."""
+    import boto3
+
+    from helpers.core.predict import expand_photos
+
+    client = boto3.client("s3", region_name="eu-west-3")
+    client.create_bucket(Bucket="fruits-photos",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})  # fmt: skip
+    for key in ("Test/Apple/a.jpg", "Test/Apple/b.png", "Test/Apple/notes.txt", "Notes/n.txt"):
+        client.put_object(Bucket="fruits-photos", Key=key, Body=b"x")
+    assert expand_photos(["s3://fruits-photos/Test"]) == [
+        "s3://fruits-photos/Test/Apple/a.jpg",
+        "s3://fruits-photos/Test/Apple/b.png",
+    ]
+    assert expand_photos(["s3://fruits-photos/Test/Apple/a.jpg"]) == [
+        "s3://fruits-photos/Test/Apple/a.jpg"
+    ]
+    with pytest.raises(FileNotFoundError, match="no images under s3://fruits-photos/Notes"):
+        expand_photos(["s3://fruits-photos/Notes/"])

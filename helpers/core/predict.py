@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import defaults, storage
-from helpers.core import arrays, images, inference
+from helpers.core import arrays, images, inference, inputs
 from helpers.core.recipe import FeatureSpec, Recipe
 
 log = logging.getLogger(__name__)
@@ -174,17 +174,22 @@ def predict(
 
 
 def expand_photos(photos: Iterable[str]) -> list[str]:
-    """Photo paths as given, local folders replaced by the images under them (sorted)."""
+    """Photo paths as given, folders replaced by the images under them (sorted): a local
+    folder, or an S3 prefix (an ``s3://`` URI not named like an image), listed by the chain's
+    own input rules."""
     names: list[str] = []
     for photo in photos:
         path = Path(photo)
         if storage.is_local(photo) and path.is_dir():
             found = sorted(str(p) for p in path.rglob("*") if images.is_image_name(p.name))
-            if not found:
-                raise FileNotFoundError(f"no images under {photo}")
-            names.extend(found)
+        elif storage.is_s3(photo) and not images.is_image_name(photo.rstrip("/").rsplit("/")[-1]):
+            found = sorted(e.path for e in inputs.scan(photo) if not (e.ignored or e.error))
         else:
             names.append(photo)
+            continue
+        if not found:
+            raise FileNotFoundError(f"no images under {storage.redact(photo)}")
+        names.extend(found)
     return names
 
 
