@@ -44,7 +44,8 @@ JAVA_OPENS = [
 
 
 def fetch_jars(name: str) -> Path:
-    """A folder of jars (``s3a`` or ``yarn``), fetched from Maven Central once per machine."""
+    """A folder of jars (``s3a``, ``s3a-emr``, ``yarn`` or ``sparkmeasure``), fetched from Maven
+    Central once per machine."""
     done = subprocess.run(
         ["bash", str(REHEARSAL / "fetch_jars.sh"), name],
         capture_output=True,
@@ -149,6 +150,46 @@ def install_spark(prefix: Path) -> Path:
     return target
 
 
+def s3a_settings(endpoint: str, region: str, credentials: dict[str, str]) -> dict[str, str]:
+    """Spark settings that give EMR's Spark 3.5.6 ``s3://`` through S3A (hadoop-aws of its
+    Hadoop 3.3.4) against ``endpoint``, where EMR has EMRFS (closed source). The driver (in the
+    application master or the client) and the executors get the credentials in their
+    environment: the standard credential chain, as an instance profile gives them on EMR."""
+    classpath = f"{fetch_jars('s3a-emr')}/*"
+    settings = {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        # S3A 3.3's default deletes every parent "dir/" marker after each write (a bulk delete
+        # of keys like fruits/), which EMRFS never does; 3.4's default keeps them
+        "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
+        "spark.driver.extraClassPath": classpath,
+        "spark.executor.extraClassPath": classpath,
+    }
+    for side in ("spark.yarn.appMasterEnv", "spark.executorEnv"):
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            settings[f"{side}.{name}"] = credentials[name]
+        settings[f"{side}.AWS_ENDPOINT_URL_S3"] = endpoint
+    return settings
+
+
+def _without_s3a_defaults(written: Path, target: Path) -> None:
+    """The minicluster's configuration without its ``fs.s3a.*`` entries: it writes every
+    property it resolved, Hadoop 3.4.1's S3A defaults included ("60s", "24h"), which Spark
+    3.5.6's hadoop-aws 3.3.4 reads as numbers and refuses. An EMR node's Hadoop has its own."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(written)
+    root = tree.getroot()
+    for prop in list(root.findall("property")):
+        if (prop.findtext("name") or "").startswith("fs.s3a."):
+            root.remove(prop)
+    tree.write(target, encoding="utf-8", xml_declaration=True)
+
+
 class YarnMiniCluster:
     """A YARN ResourceManager and one NodeManager on 127.0.0.1 (no HDFS: ``file://``)."""
 
@@ -217,7 +258,7 @@ class YarnMiniCluster:
                 raise RuntimeError(f"the YARN minicluster wrote no configuration to {written}")
             time.sleep(0.5)
         time.sleep(0.5)  # written in one go, but let it close
-        shutil.copy(written, self.conf_dir / "yarn-site.xml")
+        _without_s3a_defaults(written, self.conf_dir / "yarn-site.xml")
         return self
 
     def _nodes_running(self) -> bool:

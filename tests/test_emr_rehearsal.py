@@ -5,6 +5,10 @@
 - the exact ``run`` and ``recognize`` steps that ``fruits_tools.emr`` builds, submitted with
   spark-submit in YARN cluster deploy mode to a real ResourceManager + NodeManager on loopback,
   with ``spark-defaults.conf`` rendered from ``emr/configurations.json``;
+- their ``s3://`` input, output and staged weights on a local S3 server, read and written with
+  the nodes' role only (``emr/iam/instance-profile-policy.json``): S3A stands in for EMRFS
+  (closed source) with the hadoop-aws of Spark 3.5.6's Hadoop, and a gate answers every request
+  as AWS would for that role (tests/s3gate.py: the IAM simulator, AWS's 404 rule);
 - their features, k and accuracy against the local Spark 4 environment;
 - the notebooks step (papermill in the bootstrap's environment, YARN client mode).
 """
@@ -16,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,10 +28,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fruits_tools import emr
+from fruits_tools import emr, iam, s3_staging
 from tests import emr_box
 from tests.clirun import run_cli
 from tests.conftest import ROOT
+from tests.iamsim import ACCOUNT, Principal, Simulator
+from tests.s3gate import S3Gate, replay
 
 # (the tests on the YARN minicluster also carry spark and slow: Spark in extra JVMs)
 pytestmark = pytest.mark.rehearsal
@@ -38,6 +45,12 @@ INPUT = ROOT / "data_sample"
 #: targets are checked on real photos by test_notebooks.
 RECOGNIZE_ARGS = ["--classifier", "logistic_regression", "--augment-copies", "1"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+SPEC = emr.ClusterSpec(bucket="rehearsal")
+#: The principal the nodes run as: exactly the policy ``emr roles create`` attaches.
+NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": emr.render_policy(SPEC)})
+#: The account that owns the bucket: makes it and uploads the input and the code.
+OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +65,7 @@ def node(tmp_path_factory, mobilenet_weights):
     spark_home = emr_box.install_spark(prefix)
     return {
         "prefix": prefix,
+        "wheel": wheel,
         "python": python,
         "spark_home": spark_home,
         "bootstrap": done,
@@ -68,13 +82,41 @@ def yarn(node):
 
 
 @pytest.fixture(scope="module")
-def emr_env(node, yarn) -> dict:
-    """The environment of a step on the primary node: EMR's Spark, its configuration."""
+def aws(s3_server):
+    """The local S3 server behind the gate: the owner's and the nodes' credentials."""
+    simulator = Simulator().start()
+    gate = S3Gate(s3_server, simulator).start()
+    owner_env = gate.admit("OWNERKEY", OWNER)
+    nodes_env = gate.admit("NODEROLEKEY", NODE_ROLE)
+    owner = gate.client("OWNERKEY", SPEC.region)
+    s3_staging.ensure_bucket(SPEC.bucket, SPEC.region, client=owner, expected_owner=ACCOUNT)
+    yield {"gate": gate, "owner": owner, "owner_env": owner_env, "nodes_env": nodes_env}
+    gate.stop()
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def staged(aws, node):
+    """What the operator puts in the bucket before a launch: the input (``s3 upload``) and
+    the code (``emr stage``: here the weights and the entry point; the steps' spark-submit reads
+    its entry point and jars from this machine)."""
+    owner = aws["owner"]
+    s3_staging.upload_folder(INPUT, SPEC.uri("input"), client=owner, expected_owner=ACCOUNT)
+    launcher = emr.Launcher(SPEC, s3=owner, owner=ACCOUNT)
+    launcher.stage(node["wheel"], weights=Path(node["weights"]), jars=[_sparkmeasure_jar()])
+    return SPEC
+
+
+@pytest.fixture(scope="module")
+def emr_env(node, yarn, aws) -> dict:
+    """The environment of a step on the primary node: EMR's Spark, its configuration, S3
+    through S3A as the nodes' role."""
     conf = emr_box.emr_conf_dir(
         node["prefix"] / "spark-conf",
         venv=node["prefix"] / "venv",
         spark_home=node["spark_home"],
         event_log_dir=node["prefix"] / "var-log-spark-apps",
+        extra=emr_box.s3a_settings(aws["gate"].url, SPEC.region, aws["nodes_env"]),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
     env.pop("VIRTUAL_ENV", None)
@@ -85,7 +127,13 @@ def emr_env(node, yarn) -> dict:
         HADOOP_CONF_DIR=str(yarn.conf_dir),
         JAVA_HOME=emr_box.java_home(),
         SPARK_LOCAL_IP="127.0.0.1",
+        AWS_REGION=SPEC.region,
+        AWS_ENDPOINT_URL_S3=aws["gate"].url,
     )
+    # the nodes' credentials, as the instance profile gives them on EMR
+    env.update({k: v for k, v in aws["nodes_env"].items() if k != "AWS_ENDPOINT_URL"})
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        env.pop(name, None)
     return env
 
 
@@ -126,19 +174,20 @@ def _features(output: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def yarn_steps(node, yarn, emr_env):
-    """``run`` then ``recognize``, as ``emr submit`` sends them, in YARN cluster mode."""
-    spec = emr.ClusterSpec(bucket="rehearsal")
-    output = node["prefix"] / "output"
-    jars = [spec.uri("code", "jars", _sparkmeasure_jar().name)]
+def yarn_steps(node, yarn, emr_env, staged, aws):
+    """``run`` (incremental: the first run of an output is a full one) then ``recognize``, as
+    ``emr submit`` sends them, in YARN cluster mode, on ``s3://`` as the nodes' role; the
+    weights from the staged copy (FRUITS_MODELS_URI). The output is then downloaded by the
+    owner for the assertions."""
+    jars = [SPEC.uri("code", "jars", _sparkmeasure_jar().name)]
     steps = emr.pipeline_steps(
-        spec, str(INPUT), str(output), extra_args=["--weights", node["weights"]], jars=jars,
+        SPEC, SPEC.uri("input"), SPEC.uri("output"), extra_args=["--incremental"], jars=jars,
         recognize_args=RECOGNIZE_ARGS,
     )  # fmt: skip
     results = []
     for step in steps:
         before = set(yarn.application_ids())
-        args = _localize(step["HadoopJarStep"]["Args"], spec, node["spark_home"])
+        args = _localize(step["HadoopJarStep"]["Args"], SPEC, node["spark_home"])
         started = time.monotonic()
         done = subprocess.run(
             args, env=emr_env, cwd=node["prefix"], capture_output=True, text=True, timeout=1200
@@ -148,6 +197,9 @@ def yarn_steps(node, yarn, emr_env):
         results.append({"step": step, "args": args, "done": done, "apps": new, "s": elapsed})
         if done.returncode != 0:
             break
+    output = node["prefix"] / "output"
+    s3_staging.download_prefix(SPEC.uri("output"), output, client=aws["owner"],
+                               expected_owner=ACCOUNT)  # fmt: skip
     return {"output": output, "results": results}
 
 
@@ -253,19 +305,119 @@ def test_yarn_outputs_are_complete(yarn_steps):
     assert set(settings["head_choice"]["scores"]) == {"logistic_regression"}
 
 
-@pytest.fixture(scope="module")
-def local_spark4_run(tmp_path_factory, mobilenet_weights):
-    """The same chain in the local environment (pyspark 4.x, the project's venv)."""
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_nodes_role_is_enough_for_the_steps(yarn_steps, aws):
+    """Every S3 request of the steps, as AWS would answer it for the nodes' role: none refused
+    (the gate turns a denied action, or a 404 AWS would hide, into 403)."""
+    gate = aws["gate"]
+    assert all(r["done"].returncode == 0 for r in yarn_steps["results"])
+    denied = sorted({(r.action, r.key, r.note) for r in gate.denied(iam.INSTANCE_ROLE)})
+    assert denied == [], denied[:20]
+    counts = gate.counts(iam.INSTANCE_ROLE)
+    for (action, status), n in sorted(counts.items()):
+        print(f"nodes' role: {action} {status}: {n}")
+    actions = {action for action, _ in counts}
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"} <= actions
+    # existence checks of missing keys happened, and AWS would have answered them 404
+    assert counts[("s3:GetObject", 404)] > 0
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_one_statement_less_and_the_steps_fail_naming_the_action_and_the_key(yarn_steps, aws):
+    """The same requests against the policy without one statement: refused, and the refusal
+    names the action and the key. Statements the steps never use are listed (the bootstrap's
+    package repositories, EMR's own logs, EMRFS's folder markers)."""
+    records = [r for r in aws["gate"].records if r.principal == iam.INSTANCE_ROLE]
+    simulator = aws["gate"].simulator
+    needed = {}
+    for statement in emr.render_policy(SPEC)["Statement"]:
+        refused = replay(records, NODE_ROLE.without("fruits-s3", statement["Sid"]), simulator)
+        needed[statement["Sid"]] = refused
+        if refused:
+            where = refused.key or f"{refused.bucket} {dict(refused.context)}"
+            print(f"without {statement['Sid']}: {refused.action} on {where} refused")
+    write = needed["WriteOutputAndItsStaging"]
+    assert write is not None and write.key.startswith("fruits/output/"), write
+    assert write.action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
+    read = needed["ReadInputAndCode"]
+    assert read is not None and read.action == "s3:GetObject"
+    assert read.key.startswith(("fruits/input/", "fruits/code/"))
+    listing = needed["ListOnlyTheProjectPrefixes"]
+    assert listing is not None and listing.action in ("s3:ListBucket", "s3:GetObject")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_predict_reads_s3_photos_and_the_recognizer_as_the_nodes_role(node, yarn_steps, aws):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYSPARK_"))}
+    env.pop("PYTHONPATH", None)
+    env.update(aws["nodes_env"], AWS_REGION=SPEC.region)
+    env["AWS_ENDPOINT_URL_S3"] = env.pop("AWS_ENDPOINT_URL")
+    photos = SPEC.uri("input", "Test")
+    done = subprocess.run(
+        [
+            node["python"],
+            "-m",
+            "helpers",
+            "predict",
+            "--json",
+            "--recognizer",
+            SPEC.uri("output", "recognizer"),
+            photos,
+        ],
+        env=env,
+        cwd=node["prefix"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip  (not the clone's folder: the environment's installed helpers answer)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    photos = [p for p in (INPUT / "Test").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    assert len(answers) == len(photos)
+    assert aws["gate"].denied(iam.INSTANCE_ROLE) == []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _local_spark4_in_background(request, tmp_path_factory, mobilenet_weights):
+    """The same chain in the local environment (pyspark 4.x, the project's venv), started when
+    the module starts if a selected test compares with it: it runs while the bootstrap and YARN
+    wait on each other, so the module takes less wall time (the comparison waits for it)."""
+    items = [i for i in request.session.items if i.module is request.module]
+    if not any("local_spark4_run" in i.fixturenames for i in items):
+        yield None
+        return
     output = tmp_path_factory.mktemp("spark4") / "output"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    for command in (
+    commands = (
         ["run", "--input", str(INPUT), "--output", str(output), "--weights", mobilenet_weights,
          "--master", "local[2]"],
         ["recognize", "--output", str(output), "--master", "local[2]", *RECOGNIZE_ARGS],
-    ):  # fmt: skip
-        done = run_cli("helpers", *command, env=env, timeout=1200)
+    )  # fmt: skip
+    done: list[subprocess.CompletedProcess] = []
+
+    def chain() -> None:
+        for command in commands:
+            done.append(run_cli("helpers", *command, env=env, timeout=1200))
+            if done[-1].returncode != 0:
+                return
+
+    thread = threading.Thread(target=chain, daemon=True)
+    thread.start()
+    yield {"output": output, "thread": thread, "done": done}
+    thread.join(timeout=1300)
+
+
+@pytest.fixture(scope="module")
+def local_spark4_run(_local_spark4_in_background):
+    started = _local_spark4_in_background
+    started["thread"].join(timeout=1300)
+    assert len(started["done"]) == 2, "the local Spark 4 chain did not finish"
+    for done in started["done"]:
         assert done.returncode == 0, done.stderr[-3000:]
-    return output
+    return started["output"]
 
 
 @pytest.mark.spark
@@ -273,7 +425,9 @@ def local_spark4_run(tmp_path_factory, mobilenet_weights):
 def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
     emr_out, local_out = yarn_steps["output"], local_spark4_run
     a, b = _features(emr_out), _features(local_out)
-    assert list(a["path"]) == list(b["path"])
+    # the same photos: on S3 for the steps, in the clone for the local run
+    relative = [p.split("/fruits/input/", 1)[1] for p in a["path"]]
+    assert relative == [p.split("/data_sample/", 1)[1] for p in b["path"]]
     readable = a["features"].notna() & b["features"].notna()
     assert (a["features"].notna() == b["features"].notna()).all()
     diff = np.abs(
