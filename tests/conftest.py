@@ -147,6 +147,17 @@ def iam_simulator():
     simulator.stop()
 
 
+@pytest.fixture(scope="module")
+def s3_gate(s3_server, iam_simulator):
+    """The local S3 server as AWS answers each admitted principal (tests/s3gate.py); one gate,
+    and its record of requests, per test module."""
+    from tests.s3gate import S3Gate
+
+    gate = S3Gate(s3_server, iam_simulator).start()
+    yield gate
+    gate.stop()
+
+
 @pytest.fixture
 def operator_calls(request, iam_simulator):
     """Every AWS call the tooling makes during the test, decided at its end against

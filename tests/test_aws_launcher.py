@@ -50,6 +50,21 @@ def local_aws_with_iam(monkeypatch, operator_calls):
     server.stop()
 
 
+def stage_command(folder) -> list[str]:
+    """``emr stage`` with small stand-ins for the wheel, the weights and the wheelhouse (its
+    hash locks included), written into ``folder``."""
+    wheel = folder / "fruits_helpers-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    weights = folder / "w.h5"
+    weights.write_bytes(b"w")
+    house = folder / "house"
+    house.mkdir()
+    for name in ("requirements.lock", "requirements-primary.lock"):
+        (house / name).write_text("six==1.17.0 --hash=sha256:" + "0" * 64 + "\n")
+    return ["emr", "stage", "--bucket", BUCKET, "--wheel", str(wheel), "--weights", str(weights),
+            "--wheelhouse", str(house)]  # fmt: skip
+
+
 def _tagged_network() -> str:
     """A subnet and its VPC tagged for AmazonEMRServicePolicy_v2 (``emr network prepare``)."""
     ec2 = boto3.client("ec2", region_name="eu-west-3")
@@ -287,17 +302,8 @@ def test_notebook_execution_request_matches_the_emr_service_model(capsys):
 def test_teardown_removes_what_stage_and_roles_made(
     local_aws_with_iam, tmp_path, capsys, monkeypatch
 ):
-    wheel = tmp_path / "fruits_helpers-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"wheel")
-    weights = tmp_path / "w.h5"
-    weights.write_bytes(b"w")
+    assert cli.main(stage_command(tmp_path)) == 0
     house = tmp_path / "house"
-    house.mkdir()
-    for name in ("requirements.lock", "requirements-primary.lock"):
-        (house / name).write_text("six==1.17.0 --hash=sha256:" + "0" * 64 + "\n")
-    stage = ["emr", "stage", "--bucket", BUCKET, "--wheel", str(wheel), "--weights", str(weights),
-             "--wheelhouse", str(house)]  # fmt: skip
-    assert cli.main(stage) == 0
     assert cli.main(["emr", "roles", "create", "--bucket", BUCKET]) == 0
     assert cli.main(["emr", "security-config", "create", "--bucket", BUCKET, "--kms-key", KEY]) == 0
     s3_staging.upload_folder(house, f"s3://{BUCKET}/fruits/input")  # the user's data

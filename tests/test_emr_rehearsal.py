@@ -32,8 +32,8 @@ from fruits_tools import emr, iam, s3_staging
 from tests import emr_box
 from tests.clirun import run_cli
 from tests.conftest import ROOT
-from tests.iamsim import ACCOUNT, Principal, Simulator
-from tests.s3gate import S3Gate, replay
+from tests.iamsim import ACCOUNT, Principal
+from tests.s3gate import replay
 
 # (the tests on the YARN minicluster also carry spark and slow: Spark in extra JVMs)
 pytestmark = pytest.mark.rehearsal
@@ -82,17 +82,14 @@ def yarn(node):
 
 
 @pytest.fixture(scope="module")
-def aws(s3_server):
+def aws(s3_gate):
     """The local S3 server behind the gate: the owner's and the nodes' credentials."""
-    simulator = Simulator().start()
-    gate = S3Gate(s3_server, simulator).start()
+    gate = s3_gate
     owner_env = gate.admit("OWNERKEY", OWNER)
     nodes_env = gate.admit("NODEROLEKEY", NODE_ROLE)
     owner = gate.client("OWNERKEY", SPEC.region)
     s3_staging.ensure_bucket(SPEC.bucket, SPEC.region, client=owner, expected_owner=ACCOUNT)
-    yield {"gate": gate, "owner": owner, "owner_env": owner_env, "nodes_env": nodes_env}
-    gate.stop()
-    simulator.stop()
+    return {"gate": gate, "owner": owner, "owner_env": owner_env, "nodes_env": nodes_env}
 
 
 @pytest.fixture(scope="module")

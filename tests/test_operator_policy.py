@@ -13,7 +13,7 @@ import pytest
 from fruits_tools import cli, iam
 from tests.operator import Calls, operator
 from tests.test_aws_iam import start_moto
-from tests.test_aws_launcher import BUCKET, KEY, play_emr
+from tests.test_aws_launcher import BUCKET, KEY, play_emr, stage_command
 
 ARGS = ["--bucket", BUCKET, "--poll", "0.2", "--timeout", "60"]
 #: Statements no command here exercises, each with the command that needs it.
@@ -33,14 +33,6 @@ def commands(monkeypatch, tmp_path, operator_calls):
     images = tmp_path / "images" / "Training" / "Apple"
     images.mkdir(parents=True)
     (images / "a.jpg").write_bytes(b"jpeg")
-    wheel = tmp_path / "fruits_helpers-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"wheel")
-    weights = tmp_path / "w.h5"
-    weights.write_bytes(b"w")
-    house = tmp_path / "house"
-    house.mkdir()
-    for name in ("requirements.lock", "requirements-primary.lock"):
-        (house / name).write_text("six==1.17.0 --hash=sha256:" + "0" * 64 + "\n")
     steps = [
         ["s3", "make-bucket", BUCKET],
         ["s3", "upload", str(tmp_path / "images"), f"s3://{BUCKET}/fruits/input"],
@@ -50,8 +42,7 @@ def commands(monkeypatch, tmp_path, operator_calls):
         ["emr", "network", "prepare", "--bucket", BUCKET, "--subnet-id", subnets[1],
          "--create-security-groups"],
         ["emr", "network", "check", "--bucket", BUCKET],
-        ["emr", "stage", "--bucket", BUCKET, "--wheel", str(wheel), "--weights", str(weights),
-         "--wheelhouse", str(house)],
+        stage_command(tmp_path),
         ["emr", "run", *ARGS, "--subnet-id", subnets[0]],
         ["s3", "download", f"s3://{BUCKET}/fruits/output", str(tmp_path / "output")],
         ["emr", "teardown", "--bucket", BUCKET, "--yes"],

@@ -30,8 +30,7 @@ from helpers.core import inputs
 from tests import emr_box, hostile
 from tests.clirun import run_cli
 from tests.conftest import ROOT
-from tests.iamsim import Principal, Simulator
-from tests.s3gate import S3Gate
+from tests.iamsim import Principal
 
 pytestmark = [pytest.mark.s3a, pytest.mark.spark, pytest.mark.slow]
 
@@ -55,13 +54,9 @@ OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
 
 
 @pytest.fixture(scope="module")
-def gate(s3_server):
+def gate(s3_gate):
     """The local S3 server as AWS answers the nodes' role (tests/s3gate.py)."""
-    simulator = Simulator().start()
-    gate = S3Gate(s3_server, simulator).start()
-    yield gate
-    gate.stop()
-    simulator.stop()
+    return s3_gate
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fruits_tools import iam
-from tests.iamsim import Principal, Simulator
+from tests.iamsim import Principal
 from tests.s3gate import Authorization, S3Gate, authorizations
 
 BUCKET = "gate-check"
@@ -47,12 +47,8 @@ def test_requests_map_to_the_actions_s3_authorizes_them_with():
 
 
 @pytest.fixture(scope="module")
-def gate(s3_server):
-    simulator = Simulator().start()
-    gate = S3Gate(s3_server, simulator).start()
-    yield gate
-    gate.stop()
-    simulator.stop()
+def gate(s3_gate):
+    return s3_gate
 
 
 def _client(gate: S3Gate, key: str, principal: Principal):

@@ -260,52 +260,39 @@ def _emr_cost(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -
 
 
 def _emr_roles(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    """The nodes' role and instance profile, and EMR's service role."""
     from fruits_tools import iam
 
-    if args.what == "create":
-        requests = iam.create_requests(
-            spec.bucket, spec.prefix, _account(args), spec.region, spec.kms_key_arn
-        )
-    else:
-        requests = iam.delete_requests()
-    if args.dry_run:
-        for operation, params in requests:
-            print(json.dumps({"operation": operation, "params": params}, indent=2))
-        return 0
-    import boto3
-
-    client = boto3.client("iam", region_name=spec.region)
-    if args.what == "create":
-        iam.create_roles(client, spec.bucket, spec.prefix, _account(args), spec.region,
-                         spec.kms_key_arn)  # fmt: skip
-    else:
-        iam.delete_roles(client)
-    return 0
+    return _iam_roles(args, spec, iam.create_requests, iam.delete_requests)
 
 
 def _emr_studio_role(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
     """EMR Studio's service role for ``notebooks-execution`` (emr/iam/studio-policy.json)."""
     from fruits_tools import iam
 
+    _iam_roles(args, spec, iam.studio_requests, iam.studio_delete_requests)
+    if args.what == "create" and not args.dry_run:
+        print(json.dumps({"studio_role": f"arn:aws:iam::{_account(args)}:role/{iam.STUDIO_ROLE}"}))
+    return 0
+
+
+def _iam_roles(args: argparse.Namespace, spec: ClusterSpec, create, delete) -> int:
+    """Send (or with --dry-run print) the IAM requests that create or delete roles."""
+    from fruits_tools import iam
+
     if args.what == "create":
-        requests = iam.studio_requests(
-            spec.bucket, spec.prefix, _account(args), spec.region, spec.kms_key_arn
-        )
+        requests = create(spec.bucket, spec.prefix, _account(args), spec.region, spec.kms_key_arn)
     else:
-        requests = iam.studio_delete_requests()
+        requests = delete()
     if args.dry_run:
         for operation, params in requests:
             print(json.dumps({"operation": operation, "params": params}, indent=2))
         return 0
     import boto3
 
-    client = boto3.client("iam", region_name=spec.region)
-    if args.what == "create":
-        iam.create_studio_role(client, spec.bucket, spec.prefix, _account(args), spec.region,
-                               spec.kms_key_arn)  # fmt: skip
-        print(json.dumps({"studio_role": f"arn:aws:iam::{_account(args)}:role/{iam.STUDIO_ROLE}"}))
-    else:
-        iam.delete_studio_role(client)
+    iam.apply(
+        requests, boto3.client("iam", region_name=spec.region), creating=args.what == "create"
+    )
     return 0
 
 

@@ -209,6 +209,12 @@ def send(requests: list[tuple[str, dict]], client, skip_codes: set[str], echo=pr
     return done
 
 
+def apply(requests: list[tuple[str, dict]], client, creating: bool, echo=print) -> list[str]:
+    """Send create requests (what exists is brought up to date) or delete requests (what is
+    gone is skipped)."""
+    return send(requests, client, _ALREADY if creating else _GONE, echo)
+
+
 def create_roles(client, bucket: str, prefix: str, account: str, region: str,
                  kms_key_arn: str | None = None, echo=print) -> list[str]:  # fmt: skip
     """Create (or bring up to date) both roles and the instance profile."""
@@ -219,17 +225,6 @@ def create_roles(client, bucket: str, prefix: str, account: str, region: str,
 def delete_roles(client, echo=print) -> list[str]:
     """Delete both roles and the instance profile; what is already gone is skipped."""
     return send(delete_requests(), client, _GONE, echo)
-
-
-def create_studio_role(client, bucket: str, prefix: str, account: str, region: str,
-                       kms_key_arn: str | None = None, echo=print) -> list[str]:  # fmt: skip
-    """Create (or bring up to date) EMR Studio's role for notebook executions."""
-    return send(studio_requests(bucket, prefix, account, region, kms_key_arn), client, _ALREADY,
-                echo)  # fmt: skip
-
-
-def delete_studio_role(client, echo=print) -> list[str]:
-    return send(studio_delete_requests(), client, _GONE, echo)
 
 
 def _snake(operation: str) -> str:
