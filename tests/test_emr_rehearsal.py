@@ -382,7 +382,7 @@ def _local_spark4_in_background(request, tmp_path_factory, mobilenet_weights):
     """The same chain in the local environment (pyspark 4.x, the project's venv), started when
     the module starts if a selected test compares with it: it runs while the bootstrap and YARN
     wait on each other, so the module takes less wall time (the comparison waits for it)."""
-    items = [i for i in request.session.items if i.module is request.module]
+    items = [i for i in request.session.items if getattr(i, "module", None) is request.module]
     if not any("local_spark4_run" in i.fixturenames for i in items):
         yield None
         return

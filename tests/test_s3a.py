@@ -90,6 +90,13 @@ def s3a(gate, tmp_path_factory, mobilenet_weights):
     return {"env": env, "client": owner, "weights": mobilenet_weights}
 
 
+def _why(done: subprocess.CompletedProcess) -> str:
+    """A failed command's first error lines (a JVM's stack trace buries them) and its end."""
+    lines = done.stderr.splitlines()
+    first = [line for line in lines if "Error" in line or "Exception" in line][:8]
+    return "\n".join(first) + "\n...\n" + done.stderr[-2000:]
+
+
 def _cli(s3a, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return run_cli("helpers", *args, env=s3a["env"], timeout=timeout)
 
@@ -118,11 +125,11 @@ def s3a_chain(s3a):
     run = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/{IN}", "--output", out,
                "--weights", s3a["weights"], "--master", "local[2]", *FAST,
                "--event-log-dir", f"s3a://{BUCKET}/{LOGS}/")  # fmt: skip
-    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.returncode == 0, _why(run)
     # one head: the comparison of heads is the notebooks' test; here, every output on S3
     recognize = _cli(s3a, "recognize", "--output", out, "--master", "local[2]",
                      "--classifier", "logistic_regression")  # fmt: skip
-    assert recognize.returncode == 0, recognize.stderr[-4000:]
+    assert recognize.returncode == 0, _why(recognize)
     return {"out": out, "keys": _keys(client, "")}
 
 
@@ -159,7 +166,7 @@ def test_incremental_rerun_on_s3(s3a, s3a_chain):
     done = _cli(s3a, "run", "--input", f"s3a://{BUCKET}/{IN}", "--output", s3a_chain["out"],
                 "--weights", s3a["weights"], "--master", "local[2]", "--incremental",
                 *FAST)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, _why(done)
     report = _report(client, f"{OUT}/run_report.json")
     assert report["images"]["featurized_this_run"] == 1
     assert report["images"]["total"] == len(
@@ -343,7 +350,7 @@ def test_the_nodes_role_was_enough_for_every_request(gate):
     """Last in this module: every request of the chain, the incremental rerun, the killed and
     recovered commit and the hostile corpus, as AWS would answer the nodes' role (a denied
     action, or a 404 AWS would hide, is a 403 here)."""
-    assert gate.denied(iam.INSTANCE_ROLE) == [], gate.denied(iam.INSTANCE_ROLE)[:5]
+    assert gate.denied() == [], gate.denied()[:5]  # any principal, an unknown key included
     counts = gate.counts(iam.INSTANCE_ROLE)
     for (action, status), n in sorted(counts.items()):
         print(f"nodes' role through S3A: {action} {status}: {n}")
