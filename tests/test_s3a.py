@@ -126,9 +126,10 @@ def s3a_chain(s3a):
                "--weights", s3a["weights"], "--master", "local[2]", *FAST,
                "--event-log-dir", f"s3a://{BUCKET}/{LOGS}/")  # fmt: skip
     assert run.returncode == 0, _why(run)
-    # one head: the comparison of heads is the notebooks' test; here, every output on S3
+    # one head, one cluttered copy: the comparison of heads and their targets are the notebooks'
+    # test; here, every output on S3
     recognize = _cli(s3a, "recognize", "--output", out, "--master", "local[2]",
-                     "--classifier", "logistic_regression")  # fmt: skip
+                     "--classifier", "logistic_regression", "--augment-copies", "1")  # fmt: skip
     assert recognize.returncode == 0, _why(recognize)
     return {"out": out, "keys": _keys(client, "")}
 
@@ -314,7 +315,7 @@ def test_hostile_corpus_on_s3_through_s3a(s3a, tmp_path):
     out = f"s3a://{BUCKET}/{HOSTILE_OUT}"
     done = subprocess.run(
         [sys.executable, str(script), "run", "--input", f"s3a://{BUCKET}/{prefix}",
-         "--output", out, "--weights", s3a["weights"], "--k", "3"],
+         "--output", out, "--weights", s3a["weights"], "--k", "3", *FAST],
         env={**s3a["env"], "OWNER_KEYS": json.dumps(
             {"aws_access_key_id": "OWNERKEY", "aws_secret_access_key": "secret-OWNERKEY"})},
         capture_output=True, text=True, timeout=900,
