@@ -58,9 +58,11 @@ test-fast: lint setup-iam
 	$(BIN)/python -m pytest tests -m "not slow and not notebooks and not rehearsal and not s3a" $(ARGS)
 
 # EMR in a box (README "Run on EMR"): the bootstrap executed, the steps on YARN in cluster mode
-# with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, the EMR defects' tests.
+# with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, every request decided by AWS's
+# rules (the nodes' and the operator's policies, the v2 service role's network), the EMR defects.
 rehearse-emr: setup jars setup-iam
-	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_rehearsal.py \
+	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_network.py \
+	  tests/test_s3gate.py tests/test_operator_policy.py tests/test_emr_rehearsal.py \
 	  tests/test_s3a.py $(ARGS)
 
 # Every featurization mode against the plain Keras loop and the reference approach, on the
