@@ -59,11 +59,12 @@ test-fast: lint setup-iam
 
 # EMR in a box (README "Run on EMR"): the bootstrap executed, the steps on YARN in cluster mode
 # with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, every request decided by AWS's
-# rules (the nodes' and the operator's policies, the v2 service role's network), the EMR defects.
+# rules (the nodes' and the operator's policies, the v2 service role's network), the EMR defects,
+# the notebooks' EMR Studio copies through sparkmagic's PySpark kernel and a Livy-protocol server.
 rehearse-emr: setup jars setup-iam
 	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_network.py \
-	  tests/test_s3gate.py tests/test_operator_policy.py tests/test_emr_rehearsal.py \
-	  tests/test_s3a.py $(ARGS)
+	  tests/test_s3gate.py tests/test_operator_policy.py tests/test_aws_bootstrap.py \
+	  tests/test_livy_standin.py tests/test_emr_rehearsal.py tests/test_s3a.py $(ARGS)
 
 # Every featurization mode against the plain Keras loop and the reference approach, on the
 # same 7,200 images (README "Speed and sizes"); about 10 minutes on 2 cores.

@@ -176,6 +176,17 @@ def operator_calls(request, iam_simulator):
 
 
 @pytest.fixture
+def ipython_kernel(monkeypatch):
+    """Inside an IPython kernel, as Jupyter's Python kernel is: IPython imported and a shell
+    running (helpers.faces.show looks it up, never imports it)."""
+    import IPython
+
+    shell = object()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    return shell
+
+
+@pytest.fixture
 def aws_local(s3_server, monkeypatch):
     """Point boto3 at the local server with throwaway credentials (no real account)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)

@@ -150,12 +150,17 @@ def install_spark(prefix: Path) -> Path:
     return target
 
 
+def s3a_classpath() -> str:
+    """The S3A connector of Spark 3.5.6's Hadoop, with its AWS SDK: a classpath entry."""
+    return f"{fetch_jars('s3a-emr')}/*"
+
+
 def s3a_settings(endpoint: str, region: str, credentials: dict[str, str]) -> dict[str, str]:
     """Spark settings that give EMR's Spark 3.5.6 ``s3://`` through S3A (hadoop-aws of its
     Hadoop 3.3.4) against ``endpoint``, where EMR has EMRFS (closed source). The driver (in the
     application master or the client) and the executors get the credentials in their
     environment: the standard credential chain, as an instance profile gives them on EMR."""
-    classpath = f"{fetch_jars('s3a-emr')}/*"
+    classpath = s3a_classpath()
     settings = {
         "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
@@ -319,7 +324,12 @@ class YarnMiniCluster:
 
 
 def emr_conf_dir(
-    target: Path, venv: Path, spark_home: Path, event_log_dir: Path, extra: dict | None = None
+    target: Path,
+    venv: Path,
+    spark_home: Path,
+    event_log_dir: Path,
+    extra: dict | None = None,
+    classpath: str | None = None,
 ) -> Path:
     """``SPARK_CONF_DIR`` as an EMR 7 primary node has it, with this project's configuration.
 
@@ -328,7 +338,9 @@ def emr_conf_dir(
     environment path moved to ``venv``. Two stand-ins for the box: Spark's jars are used where
     they lie (``local:``, as on every EMR node), and dynamic allocation tracks shuffle files
     itself, since the minicluster's NodeManager runs no Spark shuffle service (EMR's do); and
-    executors sized for 2 cores.
+    executors sized for 2 cores. ``classpath`` goes to ``SPARK_DIST_CLASSPATH``, where an EMR
+    node's spark-env puts its S3 file system for every Spark JVM, spark-submit's own included
+    (it reads a step's ``s3://`` entry point and jars itself).
     """
     from fruits_tools.emr import ClusterSpec, render_configurations
 
@@ -357,6 +369,8 @@ def emr_conf_dir(
     # so no more Python workers (each loading TensorFlow) than the machine can run
     defaults.update({"spark.executor.cores": "2", "spark.dynamicAllocation.maxExecutors": "2"})
     defaults.update(extra or {})
+    if classpath:
+        exports["SPARK_DIST_CLASSPATH"] = classpath
 
     def relocate(value: str) -> str:
         return value.replace("/opt/fruits-venv", str(venv))

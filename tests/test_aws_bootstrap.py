@@ -6,6 +6,12 @@ The wheelhouse is made by the code ``emr stage`` uses (:func:`fruits_tools.wheel
 instead of all of them (TensorFlow alone is 0.25 GB); it is cached under
 ``~/.cache/fruits/wheelhouse``, so only the first run downloads. The bootstrap's path is the
 one EMR runs: ``--no-index --find-links`` and the wheelhouse's requirement files.
+
+As on EMR, the node starts from the bucket: ``emr stage`` (the operator) uploads the bootstrap,
+the wheel and the wheelhouse to the local S3 server, and the node, with the nodes' role only
+(``emr/iam/instance-profile-policy.json``, every request decided by the IAM simulator behind
+tests/s3gate.py), fetches the script and runs it with the arguments ``emr create`` gives it; the
+script's own ``aws s3 cp`` (the AWS CLI, as on the nodes) copies the wheel and the wheelhouse.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from fruits_tools import wheelhouse
+from fruits_tools import emr, iam, s3_staging, wheelhouse
 from tests import emr_box
 from tests.conftest import ROOT
+from tests.iamsim import ACCOUNT, Principal
 from tests.ports import free_port
+from tests.s3gate import replay
 
 pytestmark = pytest.mark.rehearsal
 
@@ -45,19 +55,60 @@ def small_wheelhouse():
     return wheelhouse.build(NODE_PINS, primary)
 
 
+SPEC = emr.ClusterSpec(bucket="bootstrap-rehearsal")
+NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": emr.render_policy(SPEC)})
+OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
+
+
+def aws_on_path(folder: Path) -> str:
+    """A PATH with the AWS CLI the bootstrap calls (the test environment's, which EMR's nodes
+    have as v2) in ``folder`` before the rest; only ``aws`` is added, so the bootstrap's
+    ``python3.11`` is still the system's."""
+    found = Path(sys.executable).parent / "aws"
+    assert found.is_file(), "the AWS CLI is a test dependency (pyproject.toml [test])"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "aws").symlink_to(found)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
 @pytest.fixture(scope="module")
-def offline_node(tmp_path_factory, small_wheelhouse):
+def staged(s3_gate, small_wheelhouse, tmp_path_factory):
+    """``emr stage`` by the bucket's owner: bootstrap, wheel and wheelhouse under code/."""
+    owner = s3_gate.client(s3_gate.admit("OWNERKEY", OWNER)["AWS_ACCESS_KEY_ID"], SPEC.region)
+    s3_staging.ensure_bucket(SPEC.bucket, SPEC.region, client=owner, expected_owner=ACCOUNT)
+    wheel = emr_box.build_wheel(tmp_path_factory.mktemp("dist"))
+    assert wheel.name == SPEC.wheel_name
+    emr.Launcher(SPEC, s3=owner, owner=ACCOUNT).stage(wheel, wheelhouse=small_wheelhouse)
+    return s3_gate
+
+
+@pytest.fixture(scope="module")
+def offline_node(tmp_path_factory, staged):
+    gate = staged
     prefix = tmp_path_factory.mktemp("offline-node")
-    wheel = emr_box.build_wheel(prefix / "dist")
     info = prefix / "instance.json"
     info.write_text(json.dumps({"isMaster": True}))
     index = f"http://fruits:{TOKEN}@127.0.0.1:{closed_port()}/simple"
-    env = {**os.environ, "PIP_INDEX_URL": index, "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
-           "PIP_NO_CACHE_DIR": "1"}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("VIRTUAL_ENV", None)
+    env.update(PIP_INDEX_URL=index, PIP_RETRIES="0", PIP_TIMEOUT="2", PIP_NO_CACHE_DIR="1",
+               PATH=aws_on_path(prefix / "bin"))  # fmt: skip
+    # the nodes' role, as the instance profile gives it; S3 at the gate
+    nodes = gate.admit("NODEROLEKEY", NODE_ROLE)
+    env.update({k: v for k, v in nodes.items() if k != "AWS_ENDPOINT_URL"})
+    env["AWS_ENDPOINT_URL_S3"] = nodes["AWS_ENDPOINT_URL"]
+    (action,) = emr.run_job_flow_request(SPEC)["BootstrapActions"]
+    script = action["ScriptBootstrapAction"]
+    fetched = subprocess.run(
+        ["aws", "s3", "cp", "--region", SPEC.region, "--only-show-errors", script["Path"],
+         str(prefix / "bootstrap.sh")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
     done = subprocess.run(
-        ["bash", str(ROOT / "emr" / "bootstrap.sh"), "--wheel", str(wheel),
-         "--wheelhouse", str(small_wheelhouse), "--venv", str(prefix / "venv"),
+        ["bash", str(prefix / "bootstrap.sh"), *script["Args"],
+         "--work-dir", str(prefix / "work"), "--venv", str(prefix / "venv"),
          "--python", "python3.11", "--instance-info", str(info),
          "--spark-home", str(prefix / "spark"), "--no-sudo",
          "--pip-args", f"--extra-index-url https://fruits:{TOKEN}@index.invalid/simple"],
@@ -67,6 +118,7 @@ def offline_node(tmp_path_factory, small_wheelhouse):
         "prefix": prefix,
         "done": done,
         "env": env,
+        "gate": gate,
         "python": prefix / "venv" / "bin" / "python",
     }
 
@@ -141,3 +193,29 @@ def test_wheelhouse_holds_only_wheels_for_the_nodes(small_wheelhouse):
         assert tags[0] in ("py3", "py2.py3", "cp311") or tags[0].startswith("cp3"), name
         assert tags[2] == "any" or "x86_64" in tags[2] and "linux" in tags[2], name
     assert (small_wheelhouse / "requirements.txt").read_text().split() == NODE_PINS
+
+
+def test_the_node_fetched_the_code_with_the_nodes_role_only(offline_node):
+    """The bootstrap and its copies (the wheel, the wheelhouse: a listing, then each file) as
+    AWS would answer the nodes' role: nothing refused, through the regional endpoint."""
+    done, gate = offline_node["done"], offline_node["gate"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"aws s3 cp --region {SPEC.region} --recursive" in done.stdout
+    assert gate.denied(iam.INSTANCE_ROLE) == []
+    counts = gate.counts(iam.INSTANCE_ROLE)
+    print("nodes' role at start:", dict(sorted(counts.items())))
+    assert counts[("s3:ListBucket", 200)] >= 1
+    fetched = {r.key for r in gate.records if r.principal == iam.INSTANCE_ROLE and r.status == 200}
+    assert SPEC.key("code", "bootstrap.sh") in fetched
+    assert SPEC.key("code", SPEC.wheel_name) in fetched
+    assert SPEC.key("code", "wheelhouse", "requirements.lock") in fetched
+
+
+def test_without_read_access_to_the_code_the_node_stops_naming_the_key(offline_node):
+    """The same requests, the policy without its ``ReadInputAndCode`` statement: the first
+    refused request is a read of the staged code."""
+    gate = offline_node["gate"]
+    records = [r for r in gate.records if r.principal == iam.INSTANCE_ROLE]
+    refused = replay(records, NODE_ROLE.without("fruits-s3", "ReadInputAndCode"), gate.simulator)
+    assert refused is not None and refused.action == "s3:GetObject"
+    assert refused.key == SPEC.key("code", "bootstrap.sh"), refused

@@ -71,7 +71,8 @@ def test_staged_jars_reach_every_step():
     script = notebooks["HadoopJarStep"]["Args"][2]
     local = f"{emr.JARS_DIR}/spark-measure_2.12-0.24.jar"
     assert f"FRUITS_SPARKMEASURE_JAR={local} " in script
-    assert f"aws s3 cp --only-show-errors {JAR} {emr.JARS_DIR}/ && " in script
+    copy = f"aws s3 cp --region {SPEC.region} --only-show-errors {JAR} {emr.JARS_DIR}/ && "
+    assert copy in script
     other = "s3://fruits-bucket/fruits/code/jars/another.jar"  # any other staged jar: not it
     (both,) = emr.pipeline_steps(SPEC, mode="notebooks", jars=[other, JAR])
     assert f"FRUITS_SPARKMEASURE_JAR={local} " in both["HadoopJarStep"]["Args"][2]
@@ -191,7 +192,9 @@ def test_launcher_against_a_local_emr_endpoint(aws_local, tmp_path, operator_cal
     assert studio["metadata"]["kernelspec"]["name"] == "pysparkkernel"
     committed = json.loads((ROOT / "notebooks" / "03_pca.ipynb").read_text())
     assert committed["metadata"]["kernelspec"]["name"] == "python3"
-    assert studio["cells"] == committed["cells"]
+    # the same cells, each figure cell ending with Livy's %matplot (tests/test_show.py)
+    assert studio == json.loads(emr.studio_notebook(ROOT / "notebooks" / "03_pca.ipynb"))
+    assert [c["id"] for c in studio["cells"]] == [c["id"] for c in committed["cells"]]
 
     cluster_id = launcher.create()
     assert cluster_id.startswith("j-")
@@ -363,3 +366,15 @@ def test_recognition_step_takes_none_of_the_runs_options():
     assert run[-4:] == extra
     assert recognize[-2:] == ["--output", "s3://b/fruits/output"]
     assert "--input-size" not in recognize and "--weights" not in recognize
+
+
+def test_the_notebooks_step_points_notebook_04_at_the_history_server():
+    """On EMR the kernels' event logs are the cluster's (hdfs), not under the s3:// output:
+    notebook 04 reads notebook 02's application from the primary node's History Server, unless
+    told where else."""
+    (step,) = emr.pipeline_steps(SPEC, mode="notebooks")
+    script = step["HadoopJarStep"]["Args"][2]
+    assert f"-p SPARK_UI_URL {emr.EMR_HISTORY_SERVER} " in script
+    for own in (["-p", "EVENT_LOG_DIR", "/mnt/events"], ["-p", "SPARK_UI_URL", "http://h:18080"]):
+        (step,) = emr.pipeline_steps(SPEC, mode="notebooks", extra_args=own)
+        assert emr.EMR_HISTORY_SERVER not in step["HadoopJarStep"]["Args"][2]

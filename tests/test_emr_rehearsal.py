@@ -10,14 +10,15 @@
   (closed source) with the hadoop-aws of Spark 3.5.6's Hadoop, and a gate answers every request
   as AWS would for that role (tests/s3gate.py: the IAM simulator, AWS's 404 rule);
 - their features, k and accuracy against the local Spark 4 environment;
-- the notebooks step (papermill in the bootstrap's environment, YARN client mode).
+- the notebooks step (papermill in the bootstrap's environment, YARN client mode), on ``s3://``
+  as the nodes' role too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from tests import emr_box
 from tests.clirun import run_cli
 from tests.conftest import ROOT
 from tests.iamsim import ACCOUNT, Principal
+from tests.livy import same_shape, shape
 from tests.s3gate import replay
 
 # (the tests on the YARN minicluster also carry spark and slow: Spark in extra JVMs)
@@ -95,8 +97,7 @@ def aws(s3_gate):
 @pytest.fixture(scope="module")
 def staged(aws, node):
     """What the operator puts in the bucket before a launch: the input (``s3 upload``) and
-    the code (``emr stage``: here the weights and the entry point; the steps' spark-submit reads
-    its entry point and jars from this machine)."""
+    the code (``emr stage``: the entry point, the weights, the jar, the notebooks)."""
     owner = aws["owner"]
     s3_staging.upload_folder(INPUT, SPEC.uri("input"), client=owner, expected_owner=ACCOUNT)
     launcher = emr.Launcher(SPEC, s3=owner, owner=ACCOUNT)
@@ -114,6 +115,7 @@ def emr_env(node, yarn, aws) -> dict:
         spark_home=node["spark_home"],
         event_log_dir=node["prefix"] / "var-log-spark-apps",
         extra=emr_box.s3a_settings(aws["gate"].url, SPEC.region, aws["nodes_env"]),
+        classpath=emr_box.s3a_classpath(),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
     env.pop("VIRTUAL_ENV", None)
@@ -140,16 +142,10 @@ def _sparkmeasure_jar() -> Path:
     return jar
 
 
-def _localize(args: list[str], spec: emr.ClusterSpec, spark_home: Path) -> list[str]:
-    """The step's arguments with the cluster's paths mapped to this machine's: spark-submit
-    from EMR's Spark, the entry point from emr/ and the staged jar (what ``emr stage``
-    uploads)."""
-    entry = spec.uri("code", "run_pipeline.py")
-    jar = _sparkmeasure_jar()
-    mapped = {"spark-submit": str(spark_home / "bin" / "spark-submit"),
-              entry: str(ROOT / "emr" / "run_pipeline.py"),
-              spec.uri("code", "jars", jar.name): str(jar)}  # fmt: skip
-    return [mapped.get(a, a) for a in args]
+def _localize(args: list[str], spark_home: Path) -> list[str]:
+    """The step's arguments with EMR's spark-submit mapped to this machine's; its entry point
+    and jars stay the staged ``s3://`` copies, which spark-submit reads as the nodes' role."""
+    return [str(spark_home / "bin" / "spark-submit") if a == "spark-submit" else a for a in args]
 
 
 def _measured_by_sparkmeasure(output: Path) -> None:
@@ -184,7 +180,7 @@ def yarn_steps(node, yarn, emr_env, staged, aws):
     results = []
     for step in steps:
         before = set(yarn.application_ids())
-        args = _localize(step["HadoopJarStep"]["Args"], SPEC, node["spark_home"])
+        args = _localize(step["HadoopJarStep"]["Args"], node["spark_home"])
         started = time.monotonic()
         done = subprocess.run(
             args, env=emr_env, cwd=node["prefix"], capture_output=True, text=True, timeout=1200
@@ -318,6 +314,13 @@ def test_the_nodes_role_is_enough_for_the_steps(yarn_steps, aws):
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"} <= actions
     # existence checks of missing keys happened, and AWS would have answered them 404
     assert counts[("s3:GetObject", 404)] > 0
+    # spark-submit read the staged entry point and jar, the driver the staged weights
+    mine = [r for r in gate.records if r.principal == iam.INSTANCE_ROLE]
+    read = {r.key for r in mine if (r.action, r.status) == ("s3:GetObject", 200)}
+    for key in (SPEC.key("code", "run_pipeline.py"),
+                SPEC.key("code", "jars", _sparkmeasure_jar().name)):  # fmt: skip
+        assert key in read, key
+    assert any(k.startswith(SPEC.key("code", "models") + "/") for k in read), sorted(read)[:20]
 
 
 @pytest.mark.spark
@@ -460,38 +463,50 @@ def test_spark35_on_yarn_matches_spark4_locally(yarn_steps, local_spark4_run):
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_path):
-    """The notebooks step's command (minus its ``aws s3 cp``), with the kernel the bootstrap
-    registered and ``SPARK_MASTER yarn``: every notebook runs against the minicluster."""
-    spec = emr.ClusterSpec(bucket="rehearsal")
+def test_notebooks_step_in_the_bootstrap_environment(
+    node, yarn, emr_env, staged, aws, history_server, tmp_path
+):
+    """The notebooks step's command as ``emr submit`` sends it, with the kernel the bootstrap
+    registered and ``SPARK_MASTER yarn``: its ``aws s3 cp`` of the staged jar and notebooks, the
+    input, the weights (FRUITS_MODELS_URI) and the output on ``s3://``, all as the nodes' role;
+    every notebook runs against the minicluster; notebook 04 reads notebook 02's application
+    from the History Server (its event log is the cluster's, not under the output)."""
     jar = _sparkmeasure_jar()
-    jars = [spec.uri("code", "jars", jar.name)]
+    jars = [SPEC.uri("code", "jars", jar.name)]
+    output_uri = SPEC.uri("output", "notebooks-step")
     # the fast mode (OpenVINO, 96 px): the run step rehearses the default mode on YARN, this
     # one the bootstrap's OpenVINO in YARN's executors; one head, one cluttered copy
-    parameters = ["-p", "RUNTIME", "openvino", "-p", "INPUT_SIZE", "96",
-                  "-p", "CLASSIFIER", "logistic_regression", "-p", "AUGMENT_COPIES", "1",
-                  "-p", "WEIGHTS", str(node["weights"])]  # fmt: skip
-    step = emr.pipeline_steps(spec, mode="notebooks", jars=jars, extra_args=parameters)[0]
+    parameters = ["-p", "RUNTIME", "openvino", "-p", "INPUT_SIZE", "96", "-p", "CLASSIFIER",
+                  "logistic_regression", "-p", "AUGMENT_COPIES", "1"]  # fmt: skip
+    step = emr.pipeline_steps(
+        SPEC, SPEC.uri("input"), output_uri, mode="notebooks", jars=jars, extra_args=parameters
+    )[0]
     script = step["HadoopJarStep"]["Args"][2]
-    books = tmp_path / "books"
-    shutil.copytree(ROOT / "notebooks", books)  # what the step's `aws s3 cp` fetches
-    output = tmp_path / "output"
-    parts = [p for p in script.split(" && ") if not p.startswith("aws s3 cp ")]
+    books, jars_dir = tmp_path / "books", tmp_path / "jars"
     command = (
-        " && ".join(parts)
-        .replace("/usr/lib/spark", str(node["spark_home"]))
-        .replace("/tmp/fruits-notebooks", str(books))
-        .replace(emr.JARS_DIR, str(jar.parent))  # what the step's `aws s3 cp` fetches
+        script.replace("/usr/lib/spark", str(node["spark_home"]))
+        .replace(emr.NOTEBOOKS_DIR, str(books))
+        .replace(emr.JARS_DIR, str(jars_dir))
         .replace(emr.VENV_PYTHON, str(node["python"]))
-        .replace("s3://rehearsal/fruits/input", str(INPUT))
-        .replace("s3://rehearsal/fruits/output", str(output))
+        .replace(emr.EMR_HISTORY_SERVER, history_server)
     )
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "aws").symlink_to(Path(sys.executable).parent / "aws")
+    env = {**emr_env, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{emr_env['PATH']}"}
+    # no weights on the node but the staged ones (an empty Keras cache, no models folder)
+    env["KERAS_HOME"] = str(tmp_path / "keras")
+    env.pop("FRUITS_MODELS_DIR", None)
     before = set(yarn.application_ids())
     done = subprocess.run(
-        ["bash", "-c", command], env=emr_env, cwd=tmp_path, capture_output=True, text=True,
+        ["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True,
         timeout=2400,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
+    assert sorted(p.name for p in books.glob("*.ipynb")) == sorted(
+        p.name for p in (ROOT / "notebooks").glob("*.ipynb")
+    )  # what the step's `aws s3 cp` fetched: the staged notebooks
+    output = tmp_path / "output"
+    s3_staging.download_prefix(output_uri, output, client=aws["owner"], expected_owner=ACCOUNT)
     executed = sorted(p.name for p in (output / "notebooks").glob("*.ipynb"))
     assert executed == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     apps = sorted(set(yarn.application_ids()) - before)
@@ -503,4 +518,208 @@ def test_notebooks_step_in_the_bootstrap_environment(node, yarn, emr_env, tmp_pa
     assert recognition["augmentation"]["copies"] == 1
     recipe = json.loads((output / "features" / "_manifest.json").read_text())
     assert (recipe["runtime"], recipe["input_size"]) == ("openvino", 96), recipe
+    assert recipe["weights"]["uri"].startswith(SPEC.uri("code", "models")), recipe["weights"]
     _measured_by_sparkmeasure(output)
+    denied = sorted({(r.action, r.key, r.note) for r in aws["gate"].denied(iam.INSTANCE_ROLE)})
+    assert denied == [], denied[:20]
+
+
+# -- EMR Studio's and JupyterHub's PySpark kernel ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def livy(node, yarn, emr_env, tmp_path_factory):
+    """EMR's Livy on the primary node (tests/livy/server.py): each session a PySpark driver
+    submitted with EMR's Spark in the deploy mode the cluster's ``livy-conf`` sets (cluster, as
+    AWS advises for EMR Studio: the driver in a YARN container, on a core node)."""
+    from tests.livy.server import LivyServer
+
+    conf = {c["Classification"]: c for c in emr.render_configurations(SPEC)}
+    mode = conf["livy-conf"]["Properties"].get("livy.spark.deploy-mode", "client")  # Livy's
+    work = tmp_path_factory.mktemp("livy")
+    server = LivyServer(str(node["spark_home"] / "bin" / "spark-submit"), emr_env, mode, work)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def history_server(node, emr_env):
+    """EMR's Spark History Server on the primary node, over the cluster's event logs (what
+    notebook 04's ``SPARK_UI_URL`` points at on EMR)."""
+    import urllib.request
+
+    from tests.ports import free_port
+
+    port = free_port()
+    events = node["prefix"] / "var-log-spark-apps"
+    env = {**emr_env, "SPARK_HISTORY_OPTS": (
+        f"-Dspark.history.fs.logDirectory={events.as_uri()} -Dspark.history.ui.port={port} "
+        "-Dspark.history.fs.update.interval=2s")}  # fmt: skip
+    process = subprocess.Popen(
+        [str(node["spark_home"] / "bin" / "spark-class"),
+         "org.apache.spark.deploy.history.HistoryServer"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/v1/applications", timeout=2).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("the Spark History Server did not start")
+            time.sleep(1)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+#: the shape (tests/livy/shapes/) of each answer sparkmagic reads, by route
+LIVY_SHAPES = {("GET", "/sessions/N"): "session", ("GET", "/sessions"): "sessions",
+               ("POST", "/sessions"): "session", ("GET", "/sessions/N/log"): "log",
+               ("POST", "/sessions/N/statements"): "statement_waiting"}  # fmt: skip
+#: one of the sample's test photos, asked "what fruit is this" through PHOTO_URI
+PHOTO = "Test/Banana/0_100.jpg"
+
+
+@pytest.fixture(scope="module")
+def studio_run(node, yarn, livy, history_server, staged, aws, tmp_path_factory):
+    """The five EMR Studio copies ``emr stage`` uploaded (the ones ``emr notebooks-execution``
+    runs), executed in order by papermill with ``-k pysparkkernel``: sparkmagic's kernel sends
+    each cell, the injected parameters included, to a Livy session on the minicluster; S3 as
+    the nodes' role."""
+    import papermill
+
+    from tests.livy import kernel
+
+    work = tmp_path_factory.mktemp("studio")
+    env = {**os.environ, **kernel.install(work / "kernel", livy.url)}
+    books = work / "staged"
+    s3_staging.download_prefix(SPEC.uri("code", "notebooks-studio"), books,
+                               client=aws["owner"], expected_owner=ACCOUNT)  # fmt: skip
+    output_uri = SPEC.uri("output", "studio")
+    given = {"INPUT_URI": SPEC.uri("input"), "OUTPUT_URI": output_uri, "RUNTIME": "openvino",
+             "INPUT_SIZE": 96, "CLASSIFIER": "logistic_regression", "AUGMENT_COPIES": 1,
+             "SPARK_UI_URL": history_server, "PHOTO_URI": SPEC.uri("input", PHOTO)}  # fmt: skip
+    executed, runs = work / "executed", []
+    executed.mkdir()
+    for book in sorted(books.glob("*.ipynb")):
+        declared = set(papermill.inspect_notebook(str(book)))
+        params = {k: v for k, v in given.items() if k in declared}
+        before = set(yarn.application_ids())
+        done = subprocess.run(
+            [sys.executable, "-m", "papermill", str(book), str(executed / book.name),
+             "-k", "pysparkkernel", "-y", json.dumps(params), "--no-progress-bar"],
+            env=env, cwd=work, capture_output=True, text=True, timeout=1500,
+        )  # fmt: skip
+        runs.append({"book": book.name, "done": done,
+                     "apps": sorted(set(yarn.application_ids()) - before)})  # fmt: skip
+        if done.returncode != 0:
+            break
+    output = work / "output"
+    s3_staging.download_prefix(output_uri, output, client=aws["owner"], expected_owner=ACCOUNT)
+    return {"runs": runs, "executed": executed, "output": output, "output_uri": output_uri}
+
+
+def _outputs(path: Path, marker: str) -> list[dict]:
+    """The outputs of the code cell whose source contains ``marker``."""
+    import nbformat
+
+    book = nbformat.read(str(path), as_version=4)
+    (cell,) = [c for c in book.cells if c.cell_type == "code" and marker in c.source]
+    return cell.outputs
+
+
+def _png(outputs: list[dict]) -> bytes | None:
+    import base64
+
+    shown = [o for o in outputs if "image/png" in o.get("data", {})]
+    return base64.b64decode(shown[-1]["data"]["image/png"]) if shown else None
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_studio_copies_run_through_the_pyspark_kernel_on_livy(studio_run, livy, yarn):
+    for run in studio_run["runs"]:
+        assert run["done"].returncode == 0, (run["book"], run["done"].stderr[-4000:])
+    assert [r["book"] for r in studio_run["runs"]] == sorted(
+        p.name for p in (ROOT / "notebooks").glob("*.ipynb")
+    )
+    # each notebook: one Livy session, one YARN application, its driver in a container
+    assert len(livy.sessions) == 5 and livy.deploy_mode == "cluster"
+    for session in livy.sessions.values():
+        report = yarn.application_report(session.app_id)
+        assert report["Final-State"] == "SUCCEEDED", report
+    # the injected parameters ran in the remote session (they reached the notebooks' code)
+    posted = [asked.get("code", "") for method, path, _, asked, _ in livy.requests
+              if method == "POST" and path.endswith("/statements")]  # fmt: skip
+    assert any(c.startswith("# Parameters") and SPEC.uri("output", "studio") in c for c in posted)
+    # every answer in the shape Livy 0.8 documents (tests/livy/shapes/)
+    checked = 0
+    for method, path, status, _, answer in livy.requests:
+        route = re.sub(r"\d+", "N", path.split("?")[0])
+        expected = LIVY_SHAPES.get((method, route))
+        if expected and status in (200, 201):
+            same_shape(answer, shape(expected), f"{method} {path}")
+            checked += 1
+        if (method, route) == ("GET", "/sessions/N/statements/N"):
+            assert set(answer) == set(shape("statement_ok")), answer
+            if answer["state"] == "available":
+                assert answer["output"]["status"] in ("ok", "error"), answer
+    assert checked > 20
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_studio_copies_hold_the_figures_as_png_and_the_answer_as_text(studio_run, tmp_path):
+    executed = studio_run["executed"]
+    figures = {
+        "03_pca.ipynb": "explained_variance_figure(",
+        "05_recognition.ipynb": "maps_figure(",
+        "04_spark_ui_monitoring.ipynb": "stage_timeline(",
+    }
+    figures_05 = {"confusion_figure(": "05_recognition.ipynb"}
+    for book, marker in [*figures.items(), *((b, m) for m, b in figures_05.items())]:
+        png = _png(_outputs(executed / book, marker))
+        assert png is not None and png[:4] == b"\x89PNG", (book, marker)
+        (tmp_path / f"{Path(book).stem}-{marker.rstrip('(')}.png").write_bytes(png)
+    text = "".join(o.get("text", "") for o in _outputs(executed / "05_recognition.ipynb",
+                                                       "photo_answer = photo_figure"))  # fmt: skip
+    assert f"{SPEC.uri('input', PHOTO)}: " in text, text
+    upload = _outputs(executed / "05_recognition.ipynb", "photo_answer = photo_figure")
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                   and "FileUpload" in str(o) for o in upload)  # fmt: skip
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_studio_copies_record_the_metrics_the_local_notebooks_record(studio_run, aws):
+    from helpers.faces.notebooks import read_metrics
+
+    output = studio_run["output"]
+    images = [p for p in INPUT.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    labels = {p.parent.name for p in images}
+
+    def metrics(name: str) -> dict:
+        return read_metrics(str(output), name)
+
+    ingestion = metrics("01_ingestion")
+    assert ingestion["images"] == len(images) and ingestion["labels"] == len(labels)
+    assert ingestion["unreadable"] == 0
+    extraction = metrics("02_feature_extraction")
+    assert extraction["featurized"] == len(images) and extraction["feature_size"] == 1280
+    pca = metrics("03_pca")
+    assert pca["reduced_rows"] == len(images) and 0 < pca["explained_variance"] <= 1
+    # notebook 04 read notebook 02's application from the History Server
+    seen = metrics("04_spark_ui_monitoring")
+    assert seen["app_id"] == extraction["app_id"] and seen["images"] == len(images)
+    assert seen["featurize_stage"].startswith("featurize: mobilenet_v2 96 openvino")
+    recognition = metrics("05_recognition")
+    assert recognition["accuracy"] > 0.5 and recognition["clusters"] == len(labels)
+    assert recognition["photo"]["photo"] == SPEC.uri("input", PHOTO)
+    assert recognition["photo"]["top"][0]["label"]
+    assert (output / "recognizer" / "recognizer.json").is_file()
+    denied = sorted({(r.action, r.key, r.note) for r in aws["gate"].denied(iam.INSTANCE_ROLE)})
+    assert denied == [], denied[:20]

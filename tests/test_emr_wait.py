@@ -137,3 +137,48 @@ def test_a_step_still_running_at_the_timeout_is_one_line():
     assert str(caught.value) == (
         f"{CLUSTER}: still waiting for step {STEPS[0]} after 0 s (cluster RUNNING)"
     )
+
+
+EXECUTION = "ex-J00000000000000000000"
+
+
+def _execution(status: str) -> dict:
+    execution = {"NotebookExecutionId": EXECUTION, "Status": status}
+    if status in ("FAILED", "STOPPED"):
+        execution["LastStateChangeReason"] = f"{status.lower()}: cell 4 raised"
+    if status == "FINISHED":
+        execution["OutputNotebookURI"] = "s3://b/fruits/output/notebooks-studio/03_pca.html"
+    return {"NotebookExecution": execution}
+
+
+@pytest.mark.parametrize(
+    "passing, final",
+    [(["START_PENDING", "STARTING", "RUNNING", "FINISHING"], "FINISHED"),
+     (["STARTING", "RUNNING", "FAILING"], "FAILED"),
+     (["RUNNING", "STOP_PENDING", "STOPPING"], "STOPPED")],
+)  # fmt: skip
+def test_each_final_notebook_execution_state_ends_the_wait(passing, final):
+    """``emr notebooks-execution`` waits through every passing state and returns on each final
+    one, with EMR's reason (boto3 has no waiter for notebook executions)."""
+    fake = Emr()
+    for status in [*passing, final]:
+        fake.stub.add_response(
+            "describe_notebook_execution", _execution(status), {"NotebookExecutionId": EXECUTION}
+        )
+    slept: list[float] = []
+    launcher = emr.Launcher(emr.ClusterSpec(bucket="b"), client=fake.client, s3=object())
+    with fake.stub:
+        execution = launcher.wait_notebook_execution(EXECUTION, poll_s=5, sleep=slept.append)
+        fake.stub.assert_no_pending_responses()
+    assert execution["Status"] == final and slept == [5] * len(passing)
+    assert final in emr.NOTEBOOK_EXECUTION_FINAL
+
+
+def test_a_notebook_execution_still_running_at_the_timeout_is_one_line():
+    fake = Emr()
+    fake.stub.add_response(
+        "describe_notebook_execution", _execution("RUNNING"), {"NotebookExecutionId": EXECUTION}
+    )
+    launcher = emr.Launcher(emr.ClusterSpec(bucket="b"), client=fake.client, s3=object())
+    with fake.stub, pytest.raises(TimeoutError, match=f"^notebook execution {EXECUTION} still"):
+        launcher.wait_notebook_execution(EXECUTION, poll_s=5, timeout_s=0, sleep=lambda s: None)

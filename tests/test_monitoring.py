@@ -108,3 +108,17 @@ def test_no_featurization_is_a_clear_error(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no finished application that featurized"):
         monitoring.load(str(tmp_path))
+
+
+def test_an_application_with_attempts_is_read_under_its_latest_attempt():
+    """YARN cluster mode (EMR steps, Livy sessions in cluster mode): the History Server lists
+    attempts with ids and answers jobs and stages only under ``<app>/<attempt>/``; client mode
+    and local applications have no attempt id."""
+    from helpers.observe.monitoring import app_root
+
+    base = "http://primary:18080/api/v1/applications"
+    cluster = {"id": "application_1_0007", "attempts": [{"attemptId": "2"}, {"attemptId": "1"}]}
+    client = {"id": "application_1_0003", "attempts": [{"startTime": "2026-12-05T02:41:16"}]}
+    assert app_root(base, cluster) == f"{base}/application_1_0007/2"
+    assert app_root(base, client) == f"{base}/application_1_0003"
+    assert app_root(base, {"id": "local-1"}) == f"{base}/local-1"

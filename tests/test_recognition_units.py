@@ -168,18 +168,18 @@ def test_recognition_parameters_are_checked_before_any_work(settings, message):
     assert RecognitionParams("output", classifier="mlp").validate().classifier == "mlp"
 
 
-def test_upload_box_without_ipywidgets_is_a_note(monkeypatch):
-    """The cluster's environment has no ipywidgets: notebook 05 still runs there headless."""
+def test_upload_box_without_ipywidgets_is_a_note(monkeypatch, ipython_kernel):
+    """An environment without ipywidgets: notebook 05 still runs there headless."""
     import sys
 
     from helpers.faces import showcase
 
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import fails as when not installed
     note = showcase.upload_box(recognizer=None)
-    assert "PHOTO_URI" in note.data and "ipywidgets" in note.data
+    assert "PHOTO_URI" in note and "ipywidgets" in note and repr(note) == str(note)
 
 
-def test_upload_box_is_an_upload_button_with_ipywidgets():
+def test_upload_box_is_an_upload_button_with_ipywidgets(ipython_kernel):
     import ipywidgets
 
     from helpers.faces import showcase
@@ -187,3 +187,14 @@ def test_upload_box_is_an_upload_button_with_ipywidgets():
     box = showcase.upload_box(recognizer=None)
     assert isinstance(box, ipywidgets.VBox)
     assert isinstance(box.children[0], ipywidgets.FileUpload)
+
+
+def test_upload_box_in_a_livy_session_is_a_note_and_imports_no_ipython(monkeypatch):
+    """EMR's PySpark kernel: no IPython in the session; the answer is PHOTO_URI's."""
+    import sys
+
+    from helpers.faces import showcase
+
+    monkeypatch.setitem(sys.modules, "IPython", None)  # absent, as on a core node
+    note = showcase.upload_box(recognizer=None)
+    assert note == "No upload box in this kernel: set PHOTO_URI to a photo to answer it."

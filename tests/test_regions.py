@@ -92,3 +92,20 @@ def test_the_cluster_gives_its_region_to_the_driver_the_executors_and_the_bootst
     copies = [line for line in text.splitlines() if "aws s3 cp" in line and "run " in line]
     assert copies and all('--region "$REGION"' in line for line in copies), copies
     assert json.dumps(request)  # serialisable as sent
+
+
+def test_every_step_names_the_region_to_the_aws_cli_and_the_notebooks():
+    """A step runs in a plain shell (no spark-env): its ``aws s3 cp`` and the notebooks'
+    S3 clients (papermill's, the kernels') get the region from the step itself."""
+    spec = emr.ClusterSpec(bucket="b", region="eu-central-1")
+    jars = [spec.uri("code", "jars", "spark-measure_2.12-0.24.jar")]
+    steps = [
+        *emr.pipeline_steps(spec, jars=jars),
+        *emr.pipeline_steps(spec, mode="notebooks", jars=jars),
+    ]
+    scripts = [" ".join(s["HadoopJarStep"]["Args"]) for s in steps]
+    copies = [part for script in scripts for part in script.split(" && ") if "aws s3" in part]
+    assert len(copies) == 2, copies
+    assert all("--region eu-central-1" in c for c in copies), copies
+    notebooks = scripts[-1]
+    assert "AWS_REGION=eu-central-1" in notebooks

@@ -13,6 +13,7 @@ from PIL import Image
 from helpers import storage
 from helpers.core import augment, images
 from helpers.core.predict import PhotoRecognizer, Prediction
+from helpers.faces import show
 
 
 def answer_photo(recognizer: PhotoRecognizer, photo: str | bytes, name: str = "photo"):
@@ -84,14 +85,16 @@ def answers_figure(
 
 def upload_box(recognizer: PhotoRecognizer):
     """An ipywidgets upload button and, under it, each uploaded photo with its answer
-    (interactive Jupyter only: papermill cannot click). Where ipywidgets is not installed (the
-    cluster's environment, which runs notebooks headless), a one-line note instead."""
-    from IPython.display import Markdown, display
-
+    (interactive Jupyter only: papermill cannot click). Where widgets cannot appear (EMR's
+    PySpark kernel, whose cells run in a Livy session; an environment without ipywidgets), a
+    one-line note instead."""
+    if not show.rich():
+        return show.Text("No upload box in this kernel: set PHOTO_URI to a photo to answer it.")
     try:
         import ipywidgets as widgets
     except ImportError:
-        return Markdown("No upload button here (ipywidgets is not installed): set `PHOTO_URI`.")
+        return show.Text("No upload box here (ipywidgets is not installed): set PHOTO_URI.")
+    from IPython.display import display  # an IPython kernel: rich() said so
 
     upload, shown = widgets.FileUpload(accept="image/*", multiple=False), widgets.Output()
 

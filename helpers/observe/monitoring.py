@@ -186,7 +186,7 @@ def read_rest_api(ui_url: str, app_id: str | None = None, max_tasks: int = 100_0
     app = next((a for a in apps if a["id"] == app_id), None) if app_id else apps[0]
     if app is None:
         raise ValueError(f"application {app_id} not found at {ui_url}")
-    root = f"{base}/{app['id']}"
+    root = app_root(base, app)
     jobs = [
         {
             "job_id": j["jobId"],
@@ -419,10 +419,21 @@ def featurization_log(event_log_dir: str) -> Path:
     raise FileNotFoundError(f"no finished application that featurized images in {event_log_dir}")
 
 
+def app_root(base: str, app: dict) -> str:
+    """The REST root of one application as ``base`` (``.../api/v1/applications``) lists it.
+
+    An application run in YARN cluster mode (an EMR step, a Livy session on EMR) has attempts
+    with an id; the History Server answers its jobs and stages only under that attempt
+    (``<app>/<attempt>/jobs``: ``<app>/jobs`` is a 404). The latest attempt is listed first."""
+    attempts = app.get("attempts") or [{}]
+    attempt = attempts[0].get("attemptId")
+    return f"{base}/{app['id']}/{attempt}" if attempt else f"{base}/{app['id']}"
+
+
 def _featurization_app(base: str, apps: list[dict], look_at: int = 20) -> dict | None:
     """Of the applications a REST server lists (newest first), the first that featurized."""
     for app in apps[:look_at]:
-        jobs = _get_json(f"{base}/{app['id']}/jobs")
+        jobs = _get_json(f"{app_root(base, app)}/jobs")
         if any((j.get("description") or "").startswith(FEATURIZE) for j in jobs):
             return app
     return None

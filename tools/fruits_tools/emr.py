@@ -42,6 +42,9 @@ NOTEBOOKS_DIR = "/tmp/fruits-notebooks"
 SPARK_HOME = "/usr/lib/spark"
 #: Where Spark on EMR logs its events by default (the persistent Spark UI is fed from there).
 EMR_EVENT_LOG_DIR = "hdfs:///var/log/spark/apps"
+#: EMR's Spark History Server on the primary node, over EMR_EVENT_LOG_DIR: where the notebooks
+#: step's notebook 04 reads notebook 02's application (its event log is not under the output)
+EMR_HISTORY_SERVER = "http://localhost:18080"
 SECURITY_CONFIGURATION = "fruits-security"
 #: The final states of a step and of a cluster (EMR's API reference, StepState and
 #: ClusterState).
@@ -54,6 +57,14 @@ CLUSTER_ENDED = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 ROOT_VOLUME_GB = 20
 #: EMR Studio's PySpark kernel (Sparkmagic through Livy), which the staged copies declare.
 STUDIO_KERNELSPEC = {"name": "pysparkkernel", "display_name": "PySpark", "language": "python"}
+#: The notebooks' tag of a figure cell, and what the Studio copies add at its end: Livy's magic
+#: that returns pyplot's current figure as image/png (helpers.faces.show.figure sets it), with
+#: the ``plt`` it looks up in the session's namespace (the notebooks never import it)
+FIGURE_TAG = "figure"
+MATPLOT = "import matplotlib.pyplot as plt\n%matplot plt"
+#: DescribeNotebookExecution's final states (the others: START_PENDING, STARTING, RUNNING,
+#: FINISHING, FAILING, STOP_PENDING, STOPPING)
+NOTEBOOK_EXECUTION_FINAL = ("FINISHED", "FAILED", "STOPPED")
 
 
 @dataclass
@@ -354,15 +365,22 @@ def _notebooks_command(
         # that process reads no spark-env.sh either: the weights come from the bucket, never
         # from the internet
         "FRUITS_MODELS_URI": spec.uri("code", "models"),
+        # a step's shell has no spark-env: papermill's and the kernels' S3 clients need the
+        # region (in a private subnet only the regional endpoint answers)
+        "AWS_REGION": spec.region,
     }
     if measured:  # a local copy of the staged jar, for the kernels' sessions
         env["FRUITS_SPARKMEASURE_JAR"] = measured[0]
-    fetch = [["aws", "s3", "cp", "--only-show-errors", uri, f"{JARS_DIR}/"] for uri in jars]
-    fetch.append(["aws", "s3", "cp", "--recursive", "--only-show-errors",
-                  spec.uri("code", "notebooks"), NOTEBOOKS_DIR])  # fmt: skip
+    copy = ["aws", "s3", "cp", "--region", spec.region, "--only-show-errors"]
+    fetch = [[*copy, uri, f"{JARS_DIR}/"] for uri in jars]
+    fetch.append([*copy, "--recursive", spec.uri("code", "notebooks"), NOTEBOOKS_DIR])
+    monitoring = []
+    if not {"SPARK_UI_URL", "EVENT_LOG_DIR"} & {extra[i + 1] for i, a in enumerate(extra[:-1])
+                                                 if a == "-p"}:  # fmt: skip
+        monitoring = ["-p", "SPARK_UI_URL", EMR_HISTORY_SERVER]
     notebooks = [VENV_PYTHON, "-m", "helpers", "notebooks", "--notebook-dir", NOTEBOOKS_DIR,
                  "--kernel", "fruits", "-p", "SPARK_MASTER", "yarn", "-p", "INPUT_URI", input_uri,
-                 "--output", output_uri, *extra]  # fmt: skip
+                 *monitoring, "--output", output_uri, *extra]  # fmt: skip
     return "fruits: notebooks 01-05", ["bash", "-c", shell_script(env, [*fetch, notebooks])]
 
 
@@ -410,12 +428,22 @@ def notebook_execution_request(
 
 
 def studio_notebook(path: Path) -> bytes:
-    """A notebook's staged copy for EMR Studio: the same cells, the PySpark kernel declared.
+    """A notebook's staged copy for EMR Studio and EMR's JupyterHub: the PySpark kernel
+    declared, and Livy's ``%matplot plt`` at the end of each code cell tagged ``figure`` (in
+    that kernel a figure is shown only through the magic; ``helpers.faces.show.figure`` makes
+    the cell's figure pyplot's current one). Generated here, never edited by hand.
 
     The committed notebooks keep ``python3`` (papermill and nbval run them locally with it).
     """
     book = json.loads(Path(path).read_text())
     book.setdefault("metadata", {})["kernelspec"] = dict(STUDIO_KERNELSPEC)
+    for cell in book.get("cells", []):
+        if cell.get("cell_type") == "code" and FIGURE_TAG in cell.get("metadata", {}).get(
+            "tags", []
+        ):
+            source = cell["source"]
+            text = "".join(source) if isinstance(source, list) else source
+            cell["source"] = text.rstrip("\n") + "\n" + MATPLOT
     return (json.dumps(book, indent=1) + "\n").encode()
 
 
@@ -821,21 +849,31 @@ class Launcher:
         return response["NotebookExecutionId"] if response else None
 
     def wait_notebook_execution(
-        self, execution_id: str, poll_s: float = 30, timeout_s: float = 6 * 3600
+        self,
+        execution_id: str,
+        poll_s: float = 30,
+        timeout_s: float = 6 * 3600,
+        sleep: Callable[[float], None] | None = None,
     ) -> dict:
-        """Poll ``DescribeNotebookExecution`` until it ends (boto3 has no waiter for it)."""
+        """Poll ``DescribeNotebookExecution`` until a final state, FINISHED, FAILED or STOPPED
+        (boto3 has no waiter for it); the execution as EMR describes it. One-line
+        TimeoutError when it is still running after ``timeout_s``."""
         import time
 
+        sleep = sleep or time.sleep
         deadline = time.monotonic() + timeout_s
         while True:
             execution = self.client.describe_notebook_execution(NotebookExecutionId=execution_id)[
                 "NotebookExecution"
             ]
-            if execution["Status"] in ("FINISHED", "FAILED", "STOPPED"):
+            if execution["Status"] in NOTEBOOK_EXECUTION_FINAL:
                 return execution
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"notebook execution {execution_id} still running")
-            time.sleep(poll_s)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"notebook execution {execution_id} still {execution['Status']} after "
+                    f"{timeout_s:.0f} s"
+                )
+            sleep(poll_s)
 
 
 def _snake(operation: str) -> str:
