@@ -15,7 +15,7 @@ import pytest
 from helpers import config
 from helpers.core.backbones import get_backbone
 from helpers.core.recipe import Recipe, resolve_weights
-from tests.ports import free_port
+from tests.ports import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,8 +112,6 @@ def s3_server():
     """
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     port = free_port()
     server = subprocess.Popen(
@@ -122,16 +120,7 @@ def s3_server():
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("the local S3 server did not start")
-            time.sleep(0.2)
+    wait_for_http(endpoint + "/moto-api/", server, "the local S3 server")
     yield endpoint
     server.terminate()
     server.wait(timeout=10)

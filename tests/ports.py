@@ -58,3 +58,26 @@ def free_port(low: int = 20000) -> int:
         _given.add(port)
         return port
     raise RuntimeError(f"no free port found between {low} and {high}")
+
+
+def wait_for_http(url: str, process, what: str, timeout_s: float = 30, poll_s: float = 0.2):
+    """Wait until ``url`` answers (any status) while ``process`` (a Popen) lives; fail the test
+    naming ``what`` otherwise, the process killed."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    import pytest
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"{what} did not start")
+            time.sleep(poll_s)

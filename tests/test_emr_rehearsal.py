@@ -546,9 +546,7 @@ def livy(node, yarn, emr_env, tmp_path_factory):
 def history_server(node, emr_env):
     """EMR's Spark History Server on the primary node, over the cluster's event logs (what
     notebook 04's ``SPARK_UI_URL`` points at on EMR)."""
-    import urllib.request
-
-    from tests.ports import free_port
+    from tests.ports import free_port, wait_for_http
 
     port = free_port()
     events = node["prefix"] / "var-log-spark-apps"
@@ -561,16 +559,7 @@ def history_server(node, emr_env):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/v1/applications", timeout=2).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("the Spark History Server did not start")
-            time.sleep(1)
+    wait_for_http(url + "/api/v1/applications", process, "the Spark History Server", 90, 1)
     yield url
     process.terminate()
     process.wait(timeout=30)
