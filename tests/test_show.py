@@ -99,3 +99,14 @@ def test_studio_copies_draw_each_tagged_cell_with_matplot(notebook):
     expected = {"01_ingestion": 2, "02_feature_extraction": 0, "03_pca": 2,
                 "04_spark_ui_monitoring": 4, "05_recognition": 3}  # fmt: skip
     assert figures == expected[notebook.stem]
+
+
+def test_a_local_output_is_refused_where_the_driver_runs_in_a_container():
+    """EMR Studio with Livy in cluster mode: ``output/`` would be written inside the driver's
+    YARN container and lost; an s3:// output, or a driver on this machine, is fine."""
+    from helpers.faces.notebooks import check_output_outlives_driver
+
+    with pytest.raises(ValueError, match="^OUTPUT_URI output is a folder.*give an s3:// OUTPUT"):
+        check_output_outlives_driver("cluster", "output")
+    check_output_outlives_driver("cluster", "s3://bucket/fruits/output")
+    check_output_outlives_driver("client", "output")

@@ -39,9 +39,21 @@ def resolve_uris(input_uri: str | None = None, output_uri: str | None = None) ->
 def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSession:
     """The kernel's session if it has one (EMR Studio), else a new one logging events under
     ``<output>/spark-events`` and its log under ``<output>/logs`` when the output is local
-    (for the monitoring notebook, and for support)."""
+    (for the monitoring notebook, and for support).
+
+    Raises:
+        ValueError: the kernel's session drives from a YARN container (EMR's PySpark kernel,
+            Livy in cluster mode) and the output is a local folder, which would be written
+            there and lost with the container.
+    """
+    from pyspark.sql import SparkSession
+
     from helpers.observe import logs
 
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        check_output_outlives_driver(active.conf.get("spark.submit.deployMode", "client"),
+                                     output_uri)  # fmt: skip
     event_logs = layout.OutputLayout(output_uri).local_event_logs()
     # No console progress bar: it would land in the notebook's cell outputs (the featurization
     # shows its own progress line).
@@ -52,6 +64,16 @@ def start_spark(master: str | None, output_uri: str, app_name: str) -> SparkSess
     return get_spark(
         master, app_name=app_name, conf=conf, event_log_dir=event_logs, log_file=log_file
     )
+
+
+def check_output_outlives_driver(deploy_mode: str, output_uri: str) -> None:
+    """Refuse, in one line, a local output for a driver in a YARN container (cluster deploy
+    mode): its files would land in the container, not in the notebook's workspace."""
+    if deploy_mode == "cluster" and storage.is_local(output_uri):
+        raise ValueError(
+            f"OUTPUT_URI {output_uri} is a folder, but this kernel's Spark driver runs in a YARN "
+            "container on the cluster, where it would be lost: give an s3:// OUTPUT_URI"
+        )
 
 
 def ingestion_listing_uri(output_uri: str) -> str:
