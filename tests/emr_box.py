@@ -150,6 +150,17 @@ def install_spark(prefix: Path) -> Path:
     return target
 
 
+def aws_on_path(folder: Path, path: str) -> str:
+    """``path`` with the AWS CLI that the bootstrap and the notebooks step call (the test
+    environment's; EMR's nodes have v2) in ``folder`` before the rest. Only ``aws`` is added,
+    so ``python3.11`` and the rest are still the system's."""
+    found = Path(sys.executable).parent / "aws"
+    assert found.is_file(), "the AWS CLI is a test dependency (pyproject.toml [test])"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "aws").symlink_to(found)
+    return f"{folder}{os.pathsep}{path}"
+
+
 def s3a_classpath() -> str:
     """The S3A connector of Spark 3.5.6's Hadoop, with its AWS SDK: a classpath entry."""
     return f"{fetch_jars('s3a-emr')}/*"

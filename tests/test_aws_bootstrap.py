@@ -22,8 +22,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -61,17 +59,6 @@ OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
-def aws_on_path(folder: Path) -> str:
-    """A PATH with the AWS CLI the bootstrap calls (the test environment's, which EMR's nodes
-    have as v2) in ``folder`` before the rest; only ``aws`` is added, so the bootstrap's
-    ``python3.11`` is still the system's."""
-    found = Path(sys.executable).parent / "aws"
-    assert found.is_file(), "the AWS CLI is a test dependency (pyproject.toml [test])"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "aws").symlink_to(found)
-    return f"{folder}{os.pathsep}{os.environ['PATH']}"
-
-
 @pytest.fixture(scope="module")
 def staged(s3_gate, small_wheelhouse, tmp_path_factory):
     """``emr stage`` by the bucket's owner: bootstrap, wheel and wheelhouse under code/."""
@@ -93,7 +80,7 @@ def offline_node(tmp_path_factory, staged):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("VIRTUAL_ENV", None)
     env.update(PIP_INDEX_URL=index, PIP_RETRIES="0", PIP_TIMEOUT="2", PIP_NO_CACHE_DIR="1",
-               PATH=aws_on_path(prefix / "bin"))  # fmt: skip
+               PATH=emr_box.aws_on_path(prefix / "bin", os.environ["PATH"]))  # fmt: skip
     # the nodes' role, as the instance profile gives it; S3 at the gate
     nodes = gate.admit("NODEROLEKEY", NODE_ROLE)
     env.update({k: v for k, v in nodes.items() if k != "AWS_ENDPOINT_URL"})

@@ -490,9 +490,7 @@ def test_notebooks_step_in_the_bootstrap_environment(
         .replace(emr.VENV_PYTHON, str(node["python"]))
         .replace(emr.EMR_HISTORY_SERVER, history_server)
     )
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "aws").symlink_to(Path(sys.executable).parent / "aws")
-    env = {**emr_env, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{emr_env['PATH']}"}
+    env = {**emr_env, "PATH": emr_box.aws_on_path(tmp_path / "bin", emr_env["PATH"])}
     # no weights on the node but the staged ones (an empty Keras cache, no models folder)
     env["KERAS_HOME"] = str(tmp_path / "keras")
     env.pop("FRUITS_MODELS_DIR", None)
