@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,15 +321,20 @@ def upload_folder(
     progress: Callable[[int, int], None] | None = None,
     client=None,
     expected_owner: str | None = None,
+    only: Sequence[Path] | None = None,
 ) -> TransferSummary:
-    """Upload every file under ``local_dir`` to ``s3_uri`` (keys keep the relative paths);
-    ``expected_owner`` (an account id) goes with every request that takes it."""
+    """Upload every file under ``local_dir`` (or ``only`` these of them) to ``s3_uri`` (keys
+    keep the relative paths); ``expected_owner`` (an account id) goes with every request that
+    takes it."""
     root = Path(local_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder at {root}")
     bucket, prefix = storage.split_s3(s3_uri)
     s3 = client or storage.s3_client(bucket=bucket)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if only is None:
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+    else:
+        files = sorted(Path(p) for p in only)
     summary, lock = TransferSummary(), threading.Lock()
     tracker = _Progress(len(files), f"upload to {s3_uri}", progress)
 
