@@ -25,6 +25,7 @@ ACCEPTED = {
     # an identity policy
     ("ec2-trust-policy", "MALFORMED"),
     ("service-trust-policy", "MALFORMED"),
+    ("serverless-trust-policy", "MALFORMED"),
     # AmazonEMRServicePolicy_v2 needs the service role to pass the instance role to EC2 (AWS's
     # documented statement, limited to that one role and to ec2.amazonaws.com)
     ("service-role-policy", "PERMISSIONS_MANAGEMENT_ACTIONS"),

@@ -69,6 +69,21 @@ def instance_policy(
     return policy
 
 
+def serverless_job_policy(
+    bucket: str, prefix: str = "fruits", kms_key_arn: str | None = None
+) -> dict:
+    """EMR Serverless job runs' runtime role (emr/iam/serverless-job-policy.json): the nodes'
+    S3 prefixes (read input and code, write output) and the job runs' logs, appended only; the
+    KMS key when the bucket uses one. The workers need nothing else: no package repository (the
+    archive holds the packages), no EMR log bucket."""
+    policy = render("serverless-job-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"))
+    if kms_key_arn:
+        policy["Statement"] += render(
+            "instance-profile-kms-statements.json", KMS_KEY_ARN=kms_key_arn
+        )
+    return policy
+
+
 def service_policy(account: str, kms_key_arn: str | None = None) -> dict:
     """The service role's inline policy: pass the instance role to EC2 (and EBS encryption
     with the project's key)."""
@@ -140,6 +155,10 @@ def documents(
         "service-role-policy": service_policy(account, kms_key_arn),
         "operator-policy": operator_policy(bucket, prefix, account, region),
         "studio-policy": studio_policy(bucket, prefix, account, region, kms_key_arn),
+        "serverless-job-policy": serverless_job_policy(bucket, prefix, kms_key_arn),
+        "serverless-trust-policy": render(
+            "serverless-trust-policy.json", ACCOUNT=account, REGION=region
+        ),
     }
 
 
