@@ -26,13 +26,17 @@ SPEC = serverless.ServerlessSpec(bucket="fruits-bucket", role_arn=ROLE, region="
 
 
 def test_requests_match_the_emr_serverless_service_model():
-    assert_valid_request("emr-serverless", "CreateApplication", serverless.application_request(SPEC))
+    assert_valid_request(
+        "emr-serverless", "CreateApplication", serverless.application_request(SPEC)
+    )
     for request in serverless.chain_requests(SPEC, "00f00application", run_args=["--k", "20"]):
         assert_valid_request("emr-serverless", "StartJobRun", request)
 
 
 def test_job_runs_carry_the_archive_and_its_interpreter_for_driver_and_executors():
-    run, recognize = serverless.chain_requests(SPEC, "app", recognize_args=["--augment-copies", "1"])
+    run, recognize = serverless.chain_requests(
+        SPEC, "app", recognize_args=["--augment-copies", "1"]
+    )
     assert run["jobDriver"]["sparkSubmit"]["entryPointArguments"] == [
         "run", "--input", SPEC.uri("input"), "--output", SPEC.uri("output")]  # fmt: skip
     assert recognize["jobDriver"]["sparkSubmit"]["entryPointArguments"][:3] == [
