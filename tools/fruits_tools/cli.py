@@ -1,4 +1,4 @@
-"""Tooling command line: ``python -m fruits_tools s3|emr|make-sample``.
+"""Tooling command line: ``python -m fruits_tools s3|emr|serverless|pack|make-sample``.
 
 Errors a user can fix print one line and exit with status 2; AWS errors, a timeout or a failed
 run exit with status 1 (a failed run after printing why); no stack trace.
@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     emr.add_argument("--step-id", action="append", help="wait: these steps (default: all)")
     emr.add_argument("--wheel", help="the project's wheel to stage (pip wheel --no-deps -w dist .)")
     emr.add_argument("--wheelhouse", help="stage: a wheelhouse folder (default: build it, cached)")
+    emr.add_argument(
+        "--archive", default=None,
+        help="stage: the environment archive made by pack (fruits-env.tar.gz), for clusters "
+        "without the bootstrap; the wheelhouse is then not staged unless --wheelhouse is given",
+    )  # fmt: skip
+    emr.add_argument(
+        "--environment", choices=["bootstrap", "archive"], default="bootstrap",
+        help="run, submit: the Python the steps run in: the bootstrap's (the project's cluster) "
+        "or the staged archive's (any EMR 7 cluster; cli mode)",
+    )  # fmt: skip
     emr.add_argument("--weights", help="stage: the weights file (default: the local lookup)")
     emr.add_argument("--release", default=None, help="EMR release label")
     emr.add_argument("--core-count", type=int, default=2)
@@ -123,6 +133,48 @@ def build_parser() -> argparse.ArgumentParser:
     emr.add_argument("--params", default="{}", help="notebooks-execution: parameters as JSON")
     emr.add_argument("--studio-role", default=None, help="notebooks-execution: Studio's role")
     emr.add_argument("--yes", action="store_true", help="teardown: do not ask")
+
+    packer = sub.add_parser(
+        "pack", help="the environment archive for a cluster without the bootstrap (venv-pack)"
+    )
+    packer.add_argument("--wheel", required=True, help="the project's wheel (pip wheel --no-deps)")
+    packer.add_argument("--wheelhouse", help="a wheelhouse folder (default: build it, cached)")
+    packer.add_argument(
+        "--python", default="python3.11",
+        help="the Python 3.11 the venv is built from here (default: %(default)s)",
+    )  # fmt: skip
+    packer.add_argument(
+        "--python-prefix", default="/usr",
+        help="where the nodes have bin/python3.11 (default %(default)s: EMR 7.x on EC2)",
+    )  # fmt: skip
+    packer.add_argument("--output", default="dist/fruits-env.tar.gz", help="the archive to write")
+
+    serverless = sub.add_parser(
+        "serverless", help="EMR Serverless: an application, the chain as job runs (the archive)"
+    )
+    serverless.add_argument("action", choices=list(SERVERLESS_COMMANDS))
+    serverless.add_argument("--bucket", required=True, help="S3 bucket of input, code, output")
+    serverless.add_argument("--prefix", default="fruits", help="prefix inside the bucket")
+    serverless.add_argument("--region", default=defaults.REGION, help="default: %(default)s")
+    serverless.add_argument("--role-arn", help="the job runs' runtime role (serverless policy)")
+    serverless.add_argument("--application-id", help="an application to use (default: create)")
+    serverless.add_argument("--image-uri", help="create: the custom image (emr/serverless/)")
+    serverless.add_argument("--release", default=None, help="create: an emr-7.x release")
+    serverless.add_argument("--max-vcpu", type=int, default=32, help="create: maximum vCPUs")
+    serverless.add_argument("--max-memory-gb", type=int, default=128, help="create: maximum GB")
+    serverless.add_argument("--input", default=None, help="input URI (default .../input)")
+    serverless.add_argument("--output", default=None, help="output URI (default .../output)")
+    serverless.add_argument("--run-args", default="", help="more arguments of helpers run")
+    serverless.add_argument("--recognize-args", default="", help="more arguments of recognize")
+    serverless.add_argument("--job-run-id", help="wait: the job run")
+    serverless.add_argument("--images", type=int, default=90_000, help="cost: images to price")
+    serverless.add_argument("--rate", type=float, default=32.3,
+                            help="cost: images/s per vCPU (benchmarks/sizing.py's r)")  # fmt: skip
+    serverless.add_argument("--workers", type=int, default=8, help="cost: executors of 4 vCPU")
+    serverless.add_argument("--no-wait", action="store_true", help="run: return once started")
+    serverless.add_argument("--poll", type=float, default=30.0, help="seconds between requests")
+    serverless.add_argument("--timeout", type=float, default=6 * 3600, help="seconds at most")
+    serverless.add_argument("--dry-run", action="store_true", help="print requests, send none")
 
     sample = sub.add_parser("make-sample", help="regenerate data_sample/ (deterministic)")
     sample.add_argument("--output", default=config.default_input(), help="target folder")
@@ -308,9 +360,30 @@ def _emr_security_config(args: argparse.Namespace, spec: ClusterSpec, launcher: 
 def _emr_stage(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
     if not args.wheel:
         raise ValueError("emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)")
-    weights, wheelhouse = _weights(args), _wheelhouse(args)
-    for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars()):
+    archive = Path(args.archive) if args.archive else None
+    weights = _weights(args)
+    # a cluster without the bootstrap never reads the wheelhouse: the archive holds it all
+    wheelhouse = _wheelhouse(args) if archive is None or args.wheelhouse else None
+    for uri in launcher.stage(Path(args.wheel), wheelhouse, weights, _jars(), archive=archive):
         print(uri)
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from fruits_tools import pack, wheelhouse
+
+    pack.check_platform()
+    if args.wheelhouse:
+        wheels = Path(args.wheelhouse)
+    else:
+        print("pack: the wheelhouse (built once, cached)", file=sys.stderr)
+        wheels = wheelhouse.build()
+    echo = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    packed = pack.build(Path(args.wheel), wheels, Path(args.output), args.python,
+                        args.python_prefix, echo=echo)  # fmt: skip
+    print(packed.line())
+    print(f"next: python -m fruits_tools emr stage --wheel {args.wheel} --archive {args.output} "
+          "--bucket ...")  # fmt: skip
     return 0
 
 
@@ -424,6 +497,7 @@ def _steps(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> l
         extra_args=shlex.split(args.run_args),
         jars=_staged(launcher),
         recognize_args=shlex.split(args.recognize_args),
+        environment=args.environment,
     )
 
 
@@ -564,6 +638,102 @@ EMR_COMMANDS: dict[str, EmrCommand] = {
 EMR_ACTIONS = list(EMR_COMMANDS)
 
 
+# -- EMR Serverless ----------------------------------------------------------------------------
+
+
+def _serverless(args: argparse.Namespace) -> int:
+    from fruits_tools import serverless
+
+    if args.action == "run" and not args.role_arn:
+        raise ValueError("serverless run needs --role-arn (the job runs' runtime role)")
+    spec = serverless.ServerlessSpec(
+        bucket=args.bucket, prefix=args.prefix, region=args.region, role_arn=args.role_arn or "",
+        image_uri=args.image_uri, max_vcpu=args.max_vcpu, max_memory_gb=args.max_memory_gb,
+        **({"release": args.release} if args.release else {}),
+    )  # fmt: skip
+    service = serverless.Serverless(spec, dry_run=args.dry_run)
+    return SERVERLESS_COMMANDS[args.action](args, spec, service)
+
+
+def _serverless_app(args, spec, service) -> int:
+    app_id = service.application(args.application_id, poll_s=min(args.poll, 10))
+    print(json.dumps({"application_id": app_id}))
+    return 0
+
+
+def _serverless_run(args, spec, service) -> int:
+    """The chain as two job runs, one after the other; waits for each unless told not."""
+    from fruits_tools import serverless
+
+    app_id = service.application(args.application_id, poll_s=min(args.poll, 10))
+    jars = [spec.uri("code", "jars", jar.name) for jar in _jars()]
+    requests = serverless.chain_requests(
+        spec, app_id, args.input, args.output, shlex.split(args.run_args),
+        shlex.split(args.recognize_args), jars,
+    )  # fmt: skip
+    finished = []
+    for request in requests if not args.no_wait else requests[:1]:
+        run_id = service.start(request)
+        if run_id is None:
+            continue
+        print(json.dumps({"application_id": app_id, "job_run_id": run_id,
+                          "name": request["name"]}), flush=True)  # fmt: skip
+        if args.no_wait:
+            return 0
+        run = service.wait(app_id, run_id, args.poll, args.timeout)
+        finished.append(run)
+        for line in service.report(app_id, run):
+            print(line, file=sys.stderr)
+        if run["state"] != "SUCCESS":
+            break
+    if finished:
+        _print_cost(lambda: serverless.job_cost(finished, spec.region))
+    return 0 if all(r["state"] == "SUCCESS" for r in finished) else 1
+
+
+def _serverless_wait(args, spec, service) -> int:
+    if not (args.application_id and args.job_run_id):
+        raise ValueError("serverless wait needs --application-id and --job-run-id")
+    run = service.wait(args.application_id, args.job_run_id, args.poll, args.timeout)
+    for line in service.report(args.application_id, run):
+        print(line, file=sys.stderr)
+    return 0 if run["state"] == "SUCCESS" else 1
+
+
+def _serverless_cost(args, spec, service) -> int:
+    """What a run of ``--images`` would cost, before it runs."""
+    from fruits_tools import serverless
+
+    found = serverless.estimate(args.images, args.rate, 45.0, spec.region, args.workers)
+    print(f"{args.images:,} images on {args.workers} workers of 4 vCPU: about "
+          f"{found['wall_s'] / 60:.0f} min; {found['line']}")  # fmt: skip
+    return 0
+
+
+def _serverless_policy(args, spec, service) -> int:
+    from fruits_tools import iam
+
+    print(json.dumps(iam.serverless_job_policy(spec.bucket, spec.prefix), indent=2))
+    return 0
+
+
+def _print_cost(compute) -> None:
+    """The cost line, or why there is none: a missing price never fails a finished run."""
+    try:
+        print(compute()["line"], file=sys.stderr)
+    except ValueError as err:
+        print(f"(no cost line: {err})", file=sys.stderr)
+
+
+SERVERLESS_COMMANDS = {
+    "app": _serverless_app,
+    "run": _serverless_run,
+    "wait": _serverless_wait,
+    "cost": _serverless_cost,
+    "policy": _serverless_policy,
+}
+
+
 # -- s3 ----------------------------------------------------------------------------------------
 
 
@@ -640,4 +810,7 @@ S3_COMMANDS: dict[str, tuple[int, Command]] = {
 }
 
 #: The command line's commands.
-COMMANDS: dict[str, Command] = {"emr": _emr, "s3": _s3, "make-sample": _make_sample}
+COMMANDS: dict[str, Command] = {
+    "emr": _emr, "s3": _s3, "pack": _pack, "serverless": _serverless,
+    "make-sample": _make_sample,
+}  # fmt: skip

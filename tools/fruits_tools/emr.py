@@ -124,6 +124,26 @@ def render_configurations(spec: ClusterSpec, path: Path | None = None) -> list:
     return json.loads(text)
 
 
+def archive_settings(spec: ClusterSpec, archive_uri: str | None = None) -> dict[str, str]:
+    """Spark settings that run the chain from the environment archive (``pack``) on a cluster
+    without the project's bootstrap and configuration: ``emr/configurations.json``'s
+    spark-defaults (a shared cluster has none of them: the weights' and the region's variables,
+    the executors' Python memory) with the interpreter inside the archive, which YARN unpacks
+    as ``./environment`` in every container (``spark.archives``). Event logs stay the cluster's.
+    """
+    from fruits_tools import pack
+
+    settings: dict[str, str] = {}
+    for classification in render_configurations(spec):
+        if classification["Classification"] == "spark-defaults":
+            settings.update(classification["Properties"])
+    settings.pop("spark.eventLog.enabled", None)
+    settings["spark.pyspark.python"] = pack.ENV_PYTHON
+    archive_uri = archive_uri or spec.uri("code", pack.ARCHIVE_NAME)
+    settings["spark.archives"] = f"{archive_uri}#{pack.ALIAS}"
+    return settings
+
+
 def render_policy(spec: ClusterSpec) -> dict:
     """The instance profile's least-privilege policy for this bucket, prefix and key."""
     return iam.instance_policy(spec.bucket, spec.prefix, spec.kms_key_arn, spec.region)
@@ -291,10 +311,16 @@ def pipeline_steps(
     extra_args: Sequence[str] | None = None,
     jars: Sequence[str] = (),
     recognize_args: Sequence[str] | None = None,
+    environment: str = "bootstrap",
 ) -> list[dict]:
     """Steps running the chain: ``cli`` (spark-submit of the helpers CLI: ``run``, then
     ``recognize``) or ``notebooks`` (papermill on the primary node; executed notebooks written
     to ``<output>/notebooks/``).
+
+    ``environment``: ``bootstrap`` (the project's cluster: its bootstrap's venv and
+    configuration) or ``archive`` (any EMR 7 cluster: the staged environment archive and
+    :func:`archive_settings` on each spark-submit; cli mode only, since the notebooks' kernels
+    start Spark on the primary node, where YARN unpacks nothing).
 
     Args:
         extra_args: more arguments of ``helpers run`` (cli) or ``helpers notebooks``
@@ -307,8 +333,16 @@ def pipeline_steps(
     output_uri = output_uri or spec.uri("output")
     extra, more = list(extra_args or []), list(recognize_args or [])
     _check_step_args(mode, extra, more)
+    if environment not in ("bootstrap", "archive"):
+        raise ValueError(f"environment must be 'bootstrap' or 'archive', got {environment!r}")
+    if environment == "archive" and mode != "cli":
+        raise ValueError(
+            "the environment archive runs cli steps (cluster mode): the notebooks mode needs "
+            "the bootstrap's environment on the primary node (docs/shared-clusters.md)"
+        )
     if mode == "cli":
-        commands = _cli_commands(spec, input_uri, output_uri, extra, more, jars)
+        settings = archive_settings(spec) if environment == "archive" else None
+        commands = _cli_commands(spec, input_uri, output_uri, extra, more, jars, settings)
     elif mode == "notebooks":
         commands = [_notebooks_command(spec, input_uri, output_uri, extra, jars)]
     else:
@@ -336,11 +370,18 @@ def _cli_commands(
     extra: list[str],
     more: list[str],
     jars: Sequence[str],
+    settings: Mapping[str, str] | None = None,
 ) -> list[tuple[str, list[str]]]:
-    """The cli mode's (name, argv) pairs: ``run``, then ``recognize`` on its output."""
+    """The cli mode's (name, argv) pairs: ``run``, then ``recognize`` on its output; with
+    ``settings`` (:func:`archive_settings`), each carries them: ``--archives`` and ``--conf``."""
     submit = ["spark-submit", "--deploy-mode", "cluster"]
     if jars:
         submit += ["--jars", ",".join(jars)]
+    for key, value in (settings or {}).items():
+        if key == "spark.archives":
+            submit += ["--archives", value]
+        else:
+            submit += ["--conf", f"{key}={value}"]
     entry = [*submit, spec.uri("code", "run_pipeline.py")]
     run = [*entry, "run", "--input", input_uri, "--output", output_uri, *extra]
     # recognition featurizes its cluttered pictures by the features' recipe, which names
@@ -593,9 +634,12 @@ class Launcher:
         wheelhouse: Path | None = None,
         weights: Path | None = None,
         jars: Sequence[Path] = (),
+        archive: Path | None = None,
     ) -> list[str]:
         """Upload bootstrap, entry point, wheel, weights, jars, notebooks (and their EMR Studio
-        copies) to ``code/``, then the wheelhouse to ``code/wheelhouse/``."""
+        copies) to ``code/``, then the wheelhouse to ``code/wheelhouse/`` and the environment
+        archive (``pack``) with its ``.json`` to ``code/`` (multipart, skipped when the same
+        bytes are there already)."""
         uploads = {uri: Path(path).read_bytes for uri, path in staging_files(
             self.spec, wheel, weights, jars).items()}  # fmt: skip
         for notebook in assets.notebooks():
@@ -622,7 +666,27 @@ class Launcher:
                     wheelhouse, target, client=self.s3, expected_owner=self.owner
                 )
             uploaded.append(target + "/")
+        if archive is not None:
+            uploaded += self._stage_archive(Path(archive))
         return uploaded
+
+    def _stage_archive(self, archive: Path) -> list[str]:
+        from fruits_tools import pack, s3_staging
+
+        if archive.name != pack.ARCHIVE_NAME:
+            raise ValueError(f"the archive must be named {pack.ARCHIVE_NAME} (got {archive.name})")
+        files = [archive, pack.manifest(archive)]
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"no {path.name} at {path.parent} (run pack first)")
+        uris = [self.spec.uri("code", path.name) for path in files]
+        if self.dry_run:
+            for path, uri in zip(files, uris):
+                self.echo(f"upload {path} -> {uri}")
+        else:
+            s3_staging.upload_folder(archive.parent, self.spec.uri("code"), client=self.s3,
+                                     expected_owner=self.owner, only=files)  # fmt: skip
+        return uris
 
     def staged_jars(self) -> list[str]:
         """The jars ``stage`` uploaded to ``code/jars/`` (S3 URIs), for the steps' ``--jars``."""
