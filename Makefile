@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup setup-iam jars run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
+.PHONY: setup setup-iam jars pack run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -43,9 +43,20 @@ lint: setup
 
 # What the EMR rehearsal needs, fetched once per machine into ~/.cache/fruits: jars from Maven
 # Central (S3A connector, YARN minicluster) and EMR's Spark 3.5.6 (pyspark's sdist, from PyPI).
+# The wheelhouse too (pip download for EMR's nodes, ~0.5 GB, ~/.cache/fruits/wheelhouse): the
+# rehearsal packs the environment archive from it.
 jars: setup
 	bash emr/rehearsal/fetch_jars.sh >/dev/null
 	$(BIN)/python -c "from tests.emr_box import emr_spark_home; emr_spark_home()"
+	$(BIN)/python -c "from fruits_tools import wheelhouse; wheelhouse.build()"
+
+# The environment archive for a cluster without the bootstrap (docs/shared-clusters.md):
+# dist/fruits-env.tar.gz and dist/fruits-env.json.
+pack: setup
+	rm -f dist/fruits_helpers-*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	$(BIN)/python -m fruits_tools pack --wheel dist/fruits_helpers-0.1.0-py3-none-any.whl \
+	  --output dist/fruits-env.tar.gz
 
 # Two workers: the suite waits on JVMs, YARN and subprocesses much of the time, so both cores
 # stay busy; each test module (and the notebooks, in order) runs whole on one worker

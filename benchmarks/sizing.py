@@ -105,13 +105,36 @@ def main(argv: list[str] | None = None) -> int:
                                  "images": n, "wall_s": wall, "cost_usd": cost})  # fmt: skip
                     cells.append(f"{_duration(wall):>9} ${cost:>7.2f}")
                 print(f"{mode:<13} {instance:<11} {nodes:>5} " + " ".join(cells))
+    serverless_rows = _serverless(inputs, args.step_start_s)
     (bench / "sizing.json").write_text(json.dumps(
-        {"inputs": inputs, "rows": rows}, indent=2))  # fmt: skip
+        {"inputs": inputs, "rows": rows, "serverless": serverless_rows}, indent=2))  # fmt: skip
     print(
         f"\nwall = F + N / (nodes x vCPUs x r) + {args.step_start_s:.0f} s step start; "
         f"cost adds {args.cluster_start_min:.0f} min of cluster start, primary node included"
     )
     return 0
+
+
+def _serverless(inputs: dict, start_s: float, region: str = "us-east-1") -> list[dict]:
+    """The same runs on EMR Serverless: executors of 4 vCPU / 16 GB (m5.xlarge's size) and a
+    driver of the same size, billed from the dated rates in emr/prices.json; no cluster start
+    to pay for, the job run's own start counted like a step's."""
+    from fruits_tools import serverless
+
+    rows = []
+    print(f"\nEMR Serverless, {region} (workers of 4 vCPU, 16 GB; driver included)")
+    print(f"{'mode':<13} {'workers':>7} " + " ".join(f"{n:>18,}" for n in SIZES))
+    for mode, (fixed, rate) in inputs.items():
+        for workers in NODES:
+            cells = []
+            for n in SIZES:
+                found = serverless.estimate(n, rate, fixed + start_s, region, workers)
+                rows.append({"mode": mode, "workers": workers, "images": n,
+                             "wall_s": found["wall_s"], "cost_usd": found["total"]})  # fmt: skip
+                cells.append(f"{_duration(found['wall_s']):>9} ${found['total']:>7.2f}")
+            print(f"{mode:<13} {workers:>7} " + " ".join(cells))
+    print(f"(EMR Serverless rates of {serverless.prices(region)['as_of']}, emr/prices.json)")
+    return rows
 
 
 def _duration(seconds: float) -> str:

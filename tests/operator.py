@@ -79,6 +79,8 @@ def checks(service: str, operation: str, params: dict, region: str) -> list[Chec
         elif clusters[0]:
             return found + [Check(f"{service}:{operation}", f"{arn}:cluster/{c}") for c in clusters]
         return [*found, Check(f"{service}:{operation}", resource)]
+    if service == "emr-serverless":
+        return _serverless(operation, params, region)
     if service == "ec2":
         kinds = {"subnet": "subnet", "vpc": "vpc", "sg": "security-group"}
         if operation == "CreateTags":
@@ -96,6 +98,28 @@ def checks(service: str, operation: str, params: dict, region: str) -> list[Chec
             return found
         return [Check(f"ec2:{operation}", "*")]
     return [Check(f"{service}:{operation}", "*")]
+
+
+def _serverless(operation: str, params: dict, region: str) -> list[Check]:
+    """EMR Serverless's checks (its service authorization reference): applications and job
+    runs by ARN; tags given on create need TagResource; StartJobRun passes the job role."""
+    apps = f"arn:aws:emr-serverless:{region}:{ACCOUNT}:/applications"
+    app = params.get("applicationId", "*")
+    tags = params.get("tags") or {}
+    context = tuple((f"aws:RequestTag/{k}", v) for k, v in sorted(tags.items()))
+    if operation == "CreateApplication":  # no resource-level permission: "*"
+        found = [Check("emr-serverless:CreateApplication", "*", context)]
+        return found + ([Check("emr-serverless:TagResource", f"{apps}/*")] if tags else [])
+    if operation == "StartJobRun":
+        found = [Check("iam:PassRole", params["executionRoleArn"],
+                       (("iam:PassedToService", "emr-serverless.amazonaws.com"),)),
+                 Check("emr-serverless:StartJobRun", f"{apps}/{app}")]  # fmt: skip
+        if params.get("tags"):
+            found.append(Check("emr-serverless:TagResource", f"{apps}/{app}/jobruns/*"))
+        return found
+    if "jobRunId" in params:
+        return [Check(f"emr-serverless:{operation}", f"{apps}/{app}/jobruns/{params['jobRunId']}")]
+    return [Check(f"emr-serverless:{operation}", f"{apps}/{app}")]
 
 
 def _role(name: str) -> str:

@@ -37,6 +37,8 @@ ACCEPTED = {
     # EMR Studio's role lets EMR attach the execution's network interface to the cluster
     # (ec2:CreateNetworkInterfacePermission), on interfaces carrying the EMR tag only ...
     ("studio-policy", "PERMISSIONS_MANAGEMENT_ACTIONS"),
+    # running a job means passing its role: one role, to EMR Serverless only
+    ("serverless-operator-policy", "PERMISSIONS_MANAGEMENT_ACTIONS"),
     # ... and splits CreateNetworkInterface's resource types across two statements with their
     # own tag conditions (the new interface by request tag, subnet and group by resource tag),
     # as AWS's EMR Studio service role does; tests/test_studio_role.py evaluates both halves

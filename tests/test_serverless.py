@@ -75,16 +75,29 @@ def test_bad_arguments_and_applications_are_refused_in_one_line():
 
 
 @pytest.fixture
-def moto(aws_local, monkeypatch):
-    """moto's server (the local S3 server's process serves emr-serverless too), us-east-1."""
+def moto(aws_local, monkeypatch, iam_simulator):
+    """moto's server (the local S3 server's process serves emr-serverless too), us-east-1; every
+    call the tooling makes is decided at the end against emr/iam/serverless-operator-policy.json
+    (what a person running ``serverless`` is given: no IAM, no EC2, no cluster)."""
+    from fruits_tools import iam
+    from tests.iamsim import ACCOUNT as SIM_ACCOUNT
+    from tests.iamsim import Principal
+    from tests.operator import Calls
+
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return aws_local
+    boto3.setup_default_session()
+    calls = Calls(region="us-east-1").install(boto3.DEFAULT_SESSION)
+    yield aws_local
+    policy = iam.serverless_operator_policy(SPEC.bucket, SPEC.prefix, SIM_ACCOUNT, "us-east-1")
+    principal = Principal.role("fruits-serverless-operator", policy=policy)
+    assert calls.calls, "no call of the tooling was recorded"
+    refused = calls.refused(principal, iam_simulator)
+    assert not refused, f"the serverless operator's policy refuses: {refused}"
 
 
 def test_application_and_job_runs_on_moto(moto):
     client = boto3.client("emr-serverless", region_name="us-east-1")
-    s3 = boto3.client("s3", region_name="us-east-1")
-    service = serverless.Serverless(SPEC, client=client, s3=s3, echo=lambda line: None)
+    service = serverless.Serverless(SPEC, client=client, echo=lambda line: None)
     app_id = service.application(None, poll_s=0.01)
     app = client.get_application(applicationId=app_id)["application"]
     assert app["releaseLabel"] == serverless.DEFAULT_RELEASE and app["type"].upper() == "SPARK"

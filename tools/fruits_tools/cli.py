@@ -357,6 +357,14 @@ def _emr_security_config(args: argparse.Namespace, spec: ClusterSpec, launcher: 
     return 0
 
 
+def _emr_configure(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
+    """The %%configure cell that gives an EMR Studio session the staged archive."""
+    from fruits_tools import emr
+
+    print(emr.studio_configure_cell(spec))
+    return 0
+
+
 def _emr_stage(args: argparse.Namespace, spec: ClusterSpec, launcher: Launcher) -> int:
     if not args.wheel:
         raise ValueError("emr stage needs --wheel (build it with: pip wheel --no-deps -w dist .)")
@@ -625,6 +633,7 @@ EMR_COMMANDS: dict[str, EmrCommand] = {
     "network": _emr_network,
     "studio-role": _emr_studio_role,
     "stage": _emr_stage,
+    "configure": _emr_configure,
     "create": _emr_create,
     "submit": _emr_submit,
     "status": _emr_status,

@@ -144,6 +144,13 @@ def archive_settings(spec: ClusterSpec, archive_uri: str | None = None) -> dict[
     return settings
 
 
+def studio_configure_cell(spec: ClusterSpec, archive_uri: str | None = None) -> str:
+    """The first cell of a notebook on a shared cluster's EMR Studio (PySpark kernel): Livy
+    starts the session with the archive and :func:`archive_settings`. Livy must run sessions
+    in cluster mode (``livy.spark.deploy-mode``), where the driver is in a YARN container."""
+    return "%%configure -f\n" + json.dumps({"conf": archive_settings(spec, archive_uri)}, indent=1)
+
+
 def render_policy(spec: ClusterSpec) -> dict:
     """The instance profile's least-privilege policy for this bucket, prefix and key."""
     return iam.instance_policy(spec.bucket, spec.prefix, spec.kms_key_arn, spec.region)

@@ -25,6 +25,8 @@ INSTANCE_ROLE = "fruits-emr-ec2"
 SERVICE_ROLE = "fruits-emr-service"
 #: EMR Studio's service role for ``notebooks-execution`` (``emr studio-role create``).
 STUDIO_ROLE = "fruits-emr-studio"
+#: EMR Serverless job runs' role (made by whoever owns the account: emr/iam/serverless-*.json).
+SERVERLESS_JOB_ROLE = "fruits-serverless-job"
 STUDIO_POLICY_NAME = "fruits-notebook-execution"
 SERVICE_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 INSTANCE_POLICY_NAME = "fruits-s3"
@@ -82,6 +84,18 @@ def serverless_job_policy(
             "instance-profile-kms-statements.json", KMS_KEY_ARN=kms_key_arn
         )
     return policy
+
+
+def serverless_operator_policy(
+    bucket: str, prefix: str, account: str, region: str, job_role: str = SERVERLESS_JOB_ROLE
+) -> dict:
+    """What a person running ``fruits-tools serverless`` needs and no more
+    (emr/iam/serverless-operator-policy.json): the project's prefix, applications and job runs
+    of this account, and passing the job role to EMR Serverless only. No IAM or EC2 rights."""
+    return render(
+        "serverless-operator-policy.json", BUCKET=bucket, PREFIX=prefix.strip("/"),
+        ACCOUNT=account, REGION=region, JOB_ROLE=job_role,
+    )  # fmt: skip
 
 
 def service_policy(account: str, kms_key_arn: str | None = None) -> dict:
@@ -156,6 +170,7 @@ def documents(
         "operator-policy": operator_policy(bucket, prefix, account, region),
         "studio-policy": studio_policy(bucket, prefix, account, region, kms_key_arn),
         "serverless-job-policy": serverless_job_policy(bucket, prefix, kms_key_arn),
+        "serverless-operator-policy": serverless_operator_policy(bucket, prefix, account, region),
         "serverless-trust-policy": render(
             "serverless-trust-policy.json", ACCOUNT=account, REGION=region
         ),
