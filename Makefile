@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup setup-iam jars pack run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
+.PHONY: setup setup-iam jars pack chaos run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -71,11 +71,20 @@ test-fast: lint setup-iam
 # EMR in a box (README "Run on EMR"): the bootstrap executed, the steps on YARN in cluster mode
 # with EMR's Spark 3.5.6, S3 through S3A on a local S3 server, every request decided by AWS's
 # rules (the nodes' and the operator's policies, the v2 service role's network), the EMR defects,
-# the notebooks' EMR Studio copies through sparkmagic's PySpark kernel and a Livy-protocol server.
+# the notebooks' EMR Studio copies through sparkmagic's PySpark kernel and a Livy-protocol server;
+# then a cluster you don't own: the environment archive without the bootstrap, EMR Serverless.
 rehearse-emr: setup jars setup-iam
 	$(BIN)/python -m pytest -v tests/test_emr_defects.py tests/test_emr_network.py \
 	  tests/test_s3gate.py tests/test_operator_policy.py tests/test_aws_bootstrap.py \
-	  tests/test_livy_standin.py tests/test_emr_rehearsal.py tests/test_s3a.py $(ARGS)
+	  tests/test_livy_standin.py tests/test_emr_rehearsal.py tests/test_s3a.py \
+	  tests/test_pack.py tests/test_serverless.py $(ARGS)
+
+# The chain killed at 24 random moments per backend (local folder, S3 through S3A), seeded:
+# CHAOS_SEED=N for another draw; the tables of kill moments and outcomes in output/chaos/.
+CHAOS_SEED ?= 29
+chaos: setup jars setup-iam
+	FRUITS_CHAOS_KILLS=24 FRUITS_CHAOS_SEED=$(CHAOS_SEED) FRUITS_CHAOS_REPORT_DIR=output/chaos \
+	  $(BIN)/python -m pytest -s tests/test_chaos_local.py tests/test_chaos_s3a.py $(ARGS)
 
 # Every featurization mode against the plain Keras loop and the reference approach, on the
 # same 7,200 images (README "Speed and sizes"); about 10 minutes on 2 cores.

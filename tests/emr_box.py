@@ -166,6 +166,20 @@ def s3a_classpath() -> str:
     return f"{fetch_jars('s3a-emr')}/*"
 
 
+def s3a_local_settings(endpoint: str, region: str) -> dict[str, str]:
+    """spark-defaults for the local Spark 4 (the project's venv) reaching ``endpoint`` through
+    S3A: the connector's jars (``fetch_jars.sh s3a``), path-style, no TLS, no UI."""
+    jars = fetch_jars("s3a")
+    return {
+        "spark.jars": ",".join(str(p) for p in sorted(jars.glob("*.jar"))),
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.ui.enabled": "false",
+    }
+
+
 def s3a_settings(endpoint: str, region: str, credentials: dict[str, str]) -> dict[str, str]:
     """Spark settings that give EMR's Spark 3.5.6 ``s3://`` through S3A (hadoop-aws of its
     Hadoop 3.3.4) against ``endpoint``, where EMR has EMRFS (closed source). The driver (in the
@@ -341,8 +355,11 @@ def emr_conf_dir(
     event_log_dir: Path,
     extra: dict | None = None,
     classpath: str | None = None,
+    project_configuration: bool = True,
 ) -> Path:
-    """``SPARK_CONF_DIR`` as an EMR 7 primary node has it, with this project's configuration.
+    """``SPARK_CONF_DIR`` as an EMR 7 primary node has it, with this project's configuration
+    (or, ``project_configuration=False``, as a cluster someone else made has it: EMR's
+    defaults only).
 
     EMR's own defaults that matter here come first (``spark.master yarn``, event logs in a
     folder that exists before any application); ``emr/configurations.json`` on top, with the
@@ -370,7 +387,8 @@ def emr_conf_dir(
         "spark.driver.host": "127.0.0.1",
     }
     exports: dict[str, str] = {}
-    for classification in render_configurations(ClusterSpec(bucket="rehearsal")):
+    project = render_configurations(ClusterSpec(bucket="rehearsal"))
+    for classification in project if project_configuration else []:
         if classification["Classification"] == "spark-defaults":
             defaults.update(classification["Properties"])
         if classification["Classification"] == "spark-env":

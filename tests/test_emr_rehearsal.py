@@ -117,6 +117,12 @@ def emr_env(node, yarn, aws) -> dict:
         extra=emr_box.s3a_settings(aws["gate"].url, SPEC.region, aws["nodes_env"]),
         classpath=emr_box.s3a_classpath(),
     )
+    return _step_env(node, yarn, aws, conf, aws["nodes_env"])
+
+
+def _step_env(node: dict, yarn, aws: dict, conf: Path, nodes_env: dict) -> dict:
+    """A step's environment on the primary node: EMR's Spark with ``conf``, the cluster's YARN,
+    S3 through the gate with ``nodes_env``'s credentials (as the instance profile gives them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
@@ -129,11 +135,20 @@ def emr_env(node, yarn, aws) -> dict:
         AWS_REGION=SPEC.region,
         AWS_ENDPOINT_URL_S3=aws["gate"].url,
     )
-    # the nodes' credentials, as the instance profile gives them on EMR
-    env.update({k: v for k, v in aws["nodes_env"].items() if k != "AWS_ENDPOINT_URL"})
+    env.update({k: v for k, v in nodes_env.items() if k != "AWS_ENDPOINT_URL"})
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         env.pop(name, None)
     return env
+
+
+def _submit(args: list[str], env: dict, cwd: Path, yarn, **extra) -> dict:
+    """Run one spark-submit; its outcome and the YARN applications it started."""
+    before = set(yarn.application_ids())
+    started = time.monotonic()
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    elapsed = time.monotonic() - started
+    new = sorted(set(yarn.application_ids()) - before)
+    return {"args": args, "done": done, "apps": new, "s": elapsed, **extra}
 
 
 def _sparkmeasure_jar() -> Path:
@@ -179,16 +194,9 @@ def yarn_steps(node, yarn, emr_env, staged, aws):
     )  # fmt: skip
     results = []
     for step in steps:
-        before = set(yarn.application_ids())
         args = _localize(step["HadoopJarStep"]["Args"], node["spark_home"])
-        started = time.monotonic()
-        done = subprocess.run(
-            args, env=emr_env, cwd=node["prefix"], capture_output=True, text=True, timeout=1200
-        )
-        elapsed = time.monotonic() - started
-        new = sorted(set(yarn.application_ids()) - before)
-        results.append({"step": step, "args": args, "done": done, "apps": new, "s": elapsed})
-        if done.returncode != 0:
+        results.append(_submit(args, emr_env, node["prefix"], yarn, step=step))
+        if results[-1]["done"].returncode != 0:
             break
     output = node["prefix"] / "output"
     s3_staging.download_prefix(SPEC.uri("output"), output, client=aws["owner"],
@@ -710,3 +718,286 @@ def test_studio_copies_record_the_metrics_the_local_notebooks_record(studio_run,
     assert (output / "recognizer" / "recognizer.json").is_file()
     denied = sorted({(r.action, r.key, r.note) for r in aws["gate"].denied(iam.INSTANCE_ROLE)})
     assert denied == [], denied[:20]
+
+
+# -- a cluster you don't own: the environment archive, no bootstrap ---------------------------
+
+#: A cluster someone else made: no bootstrap, no project configuration; its nodes' role grants
+#: the project's S3 prefixes, as docs/shared-clusters.md asks the cluster's owner to.
+SHARED = emr.ClusterSpec(bucket="rehearsal", prefix="shared")
+SHARED_ROLE = "shared-cluster-nodes"
+SHARED_NODES = Principal.role(SHARED_ROLE, **{"fruits-s3": emr.render_policy(SHARED)})
+#: The interpreter the archive's bin/python points to (EMR 7.x's /usr/bin/python3.11): here
+#: the system's, which has none of the project's packages.
+BARE_PYTHON = "/usr/bin/python3.11"
+
+
+@pytest.fixture(scope="module")
+def packed(node):
+    """``pack``: the venv built from the wheelhouse ``emr stage`` uses and the wheel, packed."""
+    from fruits_tools import pack, wheelhouse
+
+    output = node["prefix"] / "pack" / pack.ARCHIVE_NAME
+    return pack.build(node["wheel"], wheelhouse.build(), output, echo=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(node, yarn, aws, packed, staged):
+    """What the operator stages for a cluster they don't own (``s3 upload``, ``emr stage
+    --archive``), and spark-submit's environment on its primary node: EMR's Spark with EMR's
+    defaults only, and S3 as that cluster's nodes' role."""
+    owner = aws["owner"]
+    s3_staging.upload_folder(INPUT, SHARED.uri("input"), client=owner, expected_owner=ACCOUNT)
+    launcher = emr.Launcher(SHARED, s3=owner, owner=ACCOUNT)
+    staged_uris = launcher.stage(
+        node["wheel"], weights=Path(node["weights"]), jars=[_sparkmeasure_jar()],
+        archive=Path(packed.archive),
+    )  # fmt: skip
+    nodes_env = aws["gate"].admit("SHAREDNODESKEY", SHARED_NODES)
+    conf = emr_box.emr_conf_dir(
+        node["prefix"] / "shared-spark-conf",
+        venv=node["prefix"] / "no-venv",
+        spark_home=node["spark_home"],
+        event_log_dir=node["prefix"] / "shared-spark-apps",
+        extra=emr_box.s3a_settings(aws["gate"].url, SHARED.region, nodes_env),
+        classpath=emr_box.s3a_classpath(),
+        project_configuration=False,
+    )
+    return {"env": _step_env(node, yarn, aws, conf, nodes_env), "conf": conf,
+            "staged": staged_uris}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shared_steps(node, yarn, aws, shared_cluster):
+    """On the shared cluster, in YARN cluster mode with the archive: ``run`` and ``recognize``
+    as ``emr submit --environment archive`` sends them."""
+    env, results = shared_cluster["env"], []
+    jars = [SHARED.uri("code", "jars", _sparkmeasure_jar().name)]
+    steps = emr.pipeline_steps(SHARED, jars=jars, recognize_args=RECOGNIZE_ARGS,
+                               environment="archive")  # fmt: skip
+    for step in steps:
+        args = _localize(step["HadoopJarStep"]["Args"], node["spark_home"])
+        results.append(_submit(args, env, node["prefix"], yarn, step=step, name=step["Name"]))
+        if results[-1]["done"].returncode != 0:
+            break
+    output = node["prefix"] / "shared-output"
+    s3_staging.download_prefix(SHARED.uri("output"), output, client=aws["owner"],
+                               expected_owner=ACCOUNT)  # fmt: skip
+    return {"output": output, "results": results}
+
+
+def _localization_seconds(yarn) -> dict[str, float]:
+    """Per container, the seconds the NodeManager spent localizing its resources (LOCALIZING
+    to SCHEDULED in its log): the archive's copy from the application's staging folder and its
+    unpacking, paid by an application's first container on a node; the others share it."""
+    from datetime import datetime
+
+    pattern = re.compile(r"^(\S+ \S+) .*Container (container_\S+) transitioned from "
+                         r"(NEW to LOCALIZING|LOCALIZING to SCHEDULED)")  # fmt: skip
+    seen: dict[str, dict[str, datetime]] = {}
+    for line in (yarn.workdir / "minicluster.log").read_text(errors="replace").splitlines():
+        found = pattern.search(line)
+        if found:
+            when = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            seen.setdefault(found.group(2), {})[found.group(3).split()[0]] = when
+    return {c: (s["LOCALIZING"] - s["NEW"]).total_seconds()
+            for c, s in seen.items() if {"NEW", "LOCALIZING"} <= set(s)}  # fmt: skip
+
+
+def test_the_bare_interpreter_has_none_of_the_projects_packages():
+    """The containers' only Python with the chain's packages must be the archive's: the
+    interpreter it points to has none of them (and is the same minor version)."""
+    version = "import sys; print('.'.join(map(str, sys.version_info[:2])))"
+    # (not from the clone, whose helpers/ the interpreter would find in its working folder)
+    done = subprocess.run([BARE_PYTHON, "-c", version], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd="/")  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "3.11", done
+    for package in ("numpy", "helpers", "tensorflow", "pyarrow"):
+        done = subprocess.run([BARE_PYTHON, "-c", f"import {package}"], capture_output=True,
+                              env={"PATH": "/usr/bin:/bin"}, cwd="/")  # fmt: skip
+        assert done.returncode != 0, f"{BARE_PYTHON} imports {package}"
+
+
+def test_pack_builds_one_archive_over_the_nodes_interpreter(packed):
+    from fruits_tools import pack
+
+    listed = pack.inspect(Path(packed.archive))
+    assert listed["links"]["bin/python"] == BARE_PYTHON
+    assert listed["home"] == "/usr/bin"
+    assert not any(name.startswith("bin/python") and not link.startswith(("/usr/", "python"))
+                   for name, link in listed["links"].items())  # fmt: skip
+    assert packed.packages["fruits-helpers"] == "0.1.0"
+    assert packed.packages["numpy"] == "1.26.4" and "pyspark" not in packed.packages
+    manifest = json.loads(pack.manifest(Path(packed.archive)).read_text())
+    assert manifest["sha256"] == packed.sha256 and manifest["bytes"] == packed.bytes
+    print(packed.line())
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_shared_cluster_runs_the_chain_from_the_archive(shared_steps, shared_cluster, yarn):
+    conf = shared_cluster["conf"]
+    assert "fruits-venv" not in (conf / "spark-defaults.conf").read_text()
+    assert "PYSPARK_PYTHON" not in (conf / "spark-env.sh").read_text()
+    assert any(u.endswith("/shared/code/fruits-env.tar.gz") for u in shared_cluster["staged"])
+    for result in shared_steps["results"]:
+        assert result["done"].returncode == 0, result["done"].stderr[-4000:]
+    assert [r["name"] for r in shared_steps["results"]] == [
+        "fruits: featurize + PCA", "fruits: recognition"]  # fmt: skip
+    for result in shared_steps["results"]:
+        assert "--archives" in result["args"] and "--deploy-mode" in result["args"]
+        (app_id,) = result["apps"]
+        report = yarn.application_report(app_id)
+        assert report["State"] == "FINISHED" and report["Final-State"] == "SUCCEEDED", report
+        print(f"{result['name']}: {app_id} {report['Final-State']} in {result['s']:.0f} s")
+    output = shared_steps["output"]
+    for name in ("features", "reduced", "pca_report.json", "recognizer/recognizer.json",
+                 "recognition_report.json"):  # fmt: skip
+        assert (output / name).exists(), name
+    _measured_by_sparkmeasure(output)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_inside_tasks_helpers_numpy_and_the_runtimes_come_from_the_archive(shared_studio):
+    """The session's driver and two tasks (YARN containers of the shared cluster) say where
+    their Python and each package come from: ``./environment`` over the bare ``/usr``."""
+    assert shared_studio["done"].returncode == 0, shared_studio["done"].stderr[-4000:]
+    sides = shared_studio["sides"]
+    assert sorted(s["side"] for s in sides) == ["driver", "task 0", "task 1"], sides
+    host_prefix = sys.base_prefix  # the interpreter the archive was built from, here
+    for side in sides:
+        environment = side["cwd"] + "/environment"
+        assert side["executable"].endswith("/environment/bin/python"), side["executable"]
+        assert side["prefix"] == environment and side["base_prefix"] == "/usr", side
+        assert side["version"].startswith("3.11.")
+        for package in ("helpers", "numpy", "pyarrow", "tensorflow", "openvino"):
+            assert side["files"][package].startswith(environment + "/lib/python3.11/"), (
+                side["side"], package, side["files"][package])  # fmt: skip
+        # pyspark is the cluster's (Spark 3.5.6's pyspark.zip), not inside the archive
+        assert "/pyspark.zip/" in side["files"]["pyspark"], side["files"]["pyspark"]
+        leaked = [p for p in side["path"] if str(ROOT / ".venv") in p or p.startswith(host_prefix)]
+        assert leaked == [], leaked
+        print(f"{side['side']}: {side['executable']} (base {side['base_prefix']}), "
+              f"numpy {side['files']['numpy']}")  # fmt: skip
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_features_from_the_archive_equal_the_bootstrapped_rehearsal(shared_steps, yarn_steps):
+    a, b = _features(yarn_steps["output"]), _features(shared_steps["output"])
+    relative = [p.split("/fruits/input/", 1)[1] for p in a["path"]]
+    assert relative == [p.split("/shared/input/", 1)[1] for p in b["path"]]
+    assert (a["features"].notna() == b["features"].notna()).all()
+    readable = a["features"].notna()
+    diff = float(np.abs(np.stack(a.loc[readable, "features"].to_numpy())
+                        - np.stack(b.loc[readable, "features"].to_numpy())).max())  # fmt: skip
+    print(f"archive vs bootstrap: {int(readable.sum())} images, max feature diff {diff:.3g}")
+    assert diff <= 1e-6, diff
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_archive_size_and_its_unpack_time_per_container(shared_steps, packed, yarn):
+    seconds = _localization_seconds(yarn)
+    apps = [app for r in shared_steps["results"] for app in r["apps"]]
+    print(packed.line())
+    for app in apps:
+        prefix = "container_" + app.removeprefix("application_")
+        mine = {c: s for c, s in seconds.items() if c.startswith(prefix)}
+        assert mine, (app, sorted(seconds)[:5])
+        first, *others = [mine[c] for c in sorted(mine)]
+        print(f"{app}: its first container localized the archive (copy and unpack) in "
+              f"{first:.1f} s; its {len(others)} other container(s) on the node reused it "
+              f"({max(others, default=0):.1f} s at most)")  # fmt: skip
+        assert all(o < first for o in others)
+    assert packed.bytes < 1_000_000_000
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_shared_nodes_role_is_enough(shared_steps, aws):
+    assert all(r["done"].returncode == 0 for r in shared_steps["results"])
+    denied = sorted({(r.action, r.key, r.note) for r in aws["gate"].denied(SHARED_ROLE)})
+    assert denied == [], denied[:20]
+    mine = [r for r in aws["gate"].records if r.principal == SHARED_ROLE]
+    read = {r.key for r in mine if (r.action, r.status) == ("s3:GetObject", 200)}
+    assert SHARED.key("code", "fruits-env.tar.gz") in read
+
+
+@pytest.fixture(scope="module")
+def shared_studio(node, yarn, shared_cluster, shared_steps, tmp_path_factory):
+    """A notebook in an EMR Studio workspace attached to the shared cluster: sparkmagic's
+    PySpark kernel, a Livy session in cluster mode, the archive given by the first cell
+    (``emr configure``'s %%configure); its second cell runs the probe in the session."""
+    import inspect
+
+    import nbformat
+
+    from tests import emr_probe
+    from tests.livy import kernel
+    from tests.livy.server import LivyServer
+
+    work = tmp_path_factory.mktemp("shared-studio")
+    server = LivyServer(str(node["spark_home"] / "bin" / "spark-submit"), shared_cluster["env"],
+                        "cluster", work / "livy").start()  # fmt: skip
+    try:
+        probe = "\n".join([
+            "import json, sys", f"PACKAGES = {emr_probe.PACKAGES!r}",
+            inspect.getsource(emr_probe.where),
+            'print("PROBE " + json.dumps(where("driver")))',
+            "for line in sc.parallelize(range(2), 2).map("
+            "lambda i: json.dumps(where(f'task {i}'))).collect():",
+            '    print("PROBE " + line)',
+        ])  # fmt: skip
+        book = nbformat.v4.new_notebook()
+        book.metadata["kernelspec"] = emr.STUDIO_KERNELSPEC
+        book.cells = [nbformat.v4.new_code_cell(emr.studio_configure_cell(SHARED)),
+                      nbformat.v4.new_code_cell(probe)]  # fmt: skip
+        path, executed = work / "shared.ipynb", work / "shared-executed.ipynb"
+        nbformat.write(book, str(path))
+        env = {**os.environ, **kernel.install(work / "kernel", server.url)}
+        before = set(yarn.application_ids())
+        done = subprocess.run(
+            [sys.executable, "-m", "papermill", str(path), str(executed), "-k", "pysparkkernel",
+             "--no-progress-bar"], env=env, cwd=work, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        apps = sorted(set(yarn.application_ids()) - before)
+    finally:
+        server.stop()
+    sides = []
+    if executed.exists():
+        outputs = _outputs(executed, "PROBE")
+        text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                       for o in outputs)  # fmt: skip
+        sides = [json.loads(line.removeprefix("PROBE ")) for line in text.splitlines()
+                 if line.startswith("PROBE ")]  # fmt: skip
+    return {"done": done, "executed": executed, "apps": apps, "sides": sides}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_studio_session_on_the_shared_cluster_gets_the_archive_from_configure(
+    shared_studio, yarn
+):
+    assert shared_studio["done"].returncode == 0, shared_studio["done"].stderr[-4000:]
+    assert len(shared_studio["apps"]) == 1, shared_studio["apps"]
+    report = yarn.application_report(shared_studio["apps"][0])
+    assert report["Final-State"] in ("SUCCEEDED", "KILLED"), report  # Livy ends it at stop
+    # the session's driver and tasks answered (where their packages come from: the test above)
+    assert len(shared_studio["sides"]) == 3, shared_studio["sides"]
+    print(f"Studio session {shared_studio['apps'][0]}: %%configure gave it the archive")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_serverless_job_role_allows_every_request_of_the_shared_steps(shared_steps, aws):
+    """EMR Serverless's job role (emr/iam/serverless-job-policy.json) holds the same S3 prefixes:
+    every request the shared cluster's steps made, decided again for that policy, is allowed."""
+    records = [r for r in aws["gate"].records if r.principal == SHARED_ROLE]
+    assert records
+    job_role = Principal.role(
+        "fruits-serverless-job", s3=iam.serverless_job_policy(SHARED.bucket, SHARED.prefix)
+    )
+    refused = replay(records, job_role, aws["gate"].simulator)
+    assert refused is None, (refused.action, refused.key, refused.context)

@@ -63,16 +63,8 @@ def gate(s3_gate):
 def s3a(gate, tmp_path_factory, mobilenet_weights):
     """Environment for a process that runs Spark against the local S3 server through S3A, as
     the nodes' role."""
-    jars = emr_box.fetch_jars("s3a")
     conf = tmp_path_factory.mktemp("s3a-conf")
-    settings = {
-        "spark.jars": ",".join(str(p) for p in sorted(jars.glob("*.jar"))),
-        "spark.hadoop.fs.s3a.endpoint": gate.url,
-        "spark.hadoop.fs.s3a.endpoint.region": REGION,
-        "spark.hadoop.fs.s3a.path.style.access": "true",
-        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
-        "spark.ui.enabled": "false",
-    }
+    settings = emr_box.s3a_local_settings(gate.url, REGION)
     (conf / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_", "AWS_"))}
     env.update(

@@ -45,6 +45,10 @@ ALIAS = "environment"
 ENV_PYTHON = f"./{ALIAS}/bin/python"
 #: Where EMR 7.x nodes have Python 3.11 (``/usr/bin/python3.11``, Amazon Linux 2023's package).
 NODE_PYTHON_PREFIX = "/usr"
+#: Left out of the archive: C headers (TensorFlow's alone are 12,000 files) and the packages'
+#: own test suites, which nothing imports at run time. Each file costs every container that
+#: unpacks the archive (a NodeManager sets each file's permissions one by one).
+EXCLUDE = ("lib/python3.*/site-packages/*/include/*", "lib/python3.*/site-packages/*/tests/*")
 #: What the archive must import before it is packed: the chain and both runtimes.
 CHECK_IMPORTS = ("helpers", "numpy", "pandas", "pyarrow", "PIL", "sklearn", "tensorflow",
                  "openvino", "boto3")  # fmt: skip
@@ -138,8 +142,10 @@ def build(
         env = Path(tmp) / "env"
         echo(f"pack: venv from {base_python}, packages from {wheels}")
         _run([str(base_python), "-m", "venv", "--without-pip", str(env)], "venv")
+        # compiled here (pip's default): the containers unpack a read-only copy, where Python
+        # could not cache what it compiles, so each worker would compile TensorFlow again
         pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "install",
-               "--quiet", "--no-index", "--no-compile"]  # fmt: skip
+               "--quiet", "--no-index"]  # fmt: skip
         _run([*pip, "--find-links", str(wheels), "--require-hashes",
               "-r", str(wheels / "requirements.lock")], "pip install")  # fmt: skip
         _run([*pip, "--no-deps", str(wheel)], "pip install (the wheel)")
@@ -190,8 +196,10 @@ def _pack(env: Path, output: Path, python_prefix: str) -> None:
     import venv_pack
 
     try:
-        venv_pack.pack(prefix=str(env), output=str(output), python_prefix=python_prefix,
-                       force=True, verbose=False)  # fmt: skip
+        packed = venv_pack.Env(str(env))
+        for pattern in EXCLUDE:
+            packed = packed.exclude(pattern)
+        packed.pack(output=str(output), python_prefix=python_prefix, force=True, verbose=False)
     except venv_pack.VenvPackException as err:
         raise RuntimeError(f"venv-pack: {str(err).splitlines()[0]}") from None
 
