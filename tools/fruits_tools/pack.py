@@ -142,10 +142,11 @@ def build(
         env = Path(tmp) / "env"
         echo(f"pack: venv from {base_python}, packages from {wheels}")
         _run([str(base_python), "-m", "venv", "--without-pip", str(env)], "venv")
-        # compiled here (pip's default): the containers unpack a read-only copy, where Python
-        # could not cache what it compiles, so each worker would compile TensorFlow again
+        # not compiled: a file more per module for every container to unpack, while the
+        # first Python worker of a container caches what it compiles for the others (YARN
+        # leaves the unpacked folders writable by their user)
         pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "install",
-               "--quiet", "--no-index"]  # fmt: skip
+               "--quiet", "--no-index", "--no-compile"]  # fmt: skip
         _run([*pip, "--find-links", str(wheels), "--require-hashes",
               "-r", str(wheels / "requirements.lock")], "pip install")  # fmt: skip
         _run([*pip, "--no-deps", str(wheel)], "pip install (the wheel)")
