@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -508,3 +509,143 @@ def _write_journal(uri: str, journal: dict) -> None:
     # never half a journal: a local file is written beside and renamed over, an S3 object is
     # one PUT (outputs are local or on S3, like the run report)
     write_bytes(uri, json.dumps(journal).encode("utf-8"), "application/json")
+
+
+# -- what the output's record and the staging clean-up need ------------------------------------
+
+
+def tree_digest(uri: str) -> str | None:
+    """A digest of what is at ``uri``, or None when nothing is there.
+
+    A folder's is made of its files' relative names and sizes: Spark's part files carry an id
+    unique to each write, so two writes of a dataset never share a digest, and a listing is one
+    request per thousand objects on S3 (no byte is read). A file's is its content's SHA-256.
+    EMRFS folder markers are left out (present or not, the dataset is the same).
+    """
+    entries = _tree_entries(uri)
+    if entries is None:
+        return None
+    if entries == [("", -1)]:  # a single file
+        return "sha256:" + sha256(uri)
+    lines = "\n".join(f"{name}\t{size}" for name, size in sorted(entries))
+    return "files:" + hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def _tree_entries(uri: str) -> list[tuple[str, int]] | None:
+    """(relative name, size) of every file under the folder ``uri``; ``[("", -1)]`` when ``uri``
+    is a file; None when nothing is there."""
+    if is_s3(uri):
+        bucket, prefix, _ = _s3_folder(uri)
+        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
+        objects = [o for page in pages.paginate(Bucket=bucket, Prefix=prefix)
+                   for o in page.get("Contents", [])]  # fmt: skip
+        found = [(o["Key"][len(prefix) :], o["Size"]) for o in objects
+                 if not o["Key"].endswith(FOLDER_MARKER)]  # fmt: skip
+        if found:
+            return found
+        return [("", -1)] if _s3_has(bucket, prefix.rstrip("/")) else None
+    path = local_path(uri)
+    if path.is_file():
+        return [("", -1)]
+    if not path.is_dir():
+        return None
+    return [(p.relative_to(path).as_posix(), p.stat().st_size)
+            for p in path.rglob("*") if p.is_file()]  # fmt: skip
+
+
+def subfolders(uri: str) -> list[str]:
+    """The names of the folders directly under ``uri`` (none when it is missing)."""
+    if is_s3(uri):
+        bucket, prefix, _ = _s3_folder(uri)
+        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
+        return sorted(c["Prefix"][len(prefix) :].rstrip("/")
+                      for page in pages.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+                      for c in page.get("CommonPrefixes", []))  # fmt: skip
+    path = local_path(uri)
+    return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+
+def modified(uri: str) -> float | None:
+    """When the file at ``uri`` was last written, by the storage's own clock (S3's
+    LastModified, the file system's mtime), as a POSIX time; None when it is missing."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        listed = cached_s3_client(bucket).list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        found = [o for o in listed.get("Contents", []) if o["Key"] == key]
+        return found[0]["LastModified"].timestamp() if found else None
+    path = local_path(uri)
+    return path.stat().st_mtime if path.exists() else None
+
+
+def newest_modified(uri: str) -> float | None:
+    """The latest write time of any file under the folder ``uri`` (storage's clock)."""
+    if is_s3(uri):
+        bucket, prefix, _ = _s3_folder(uri)
+        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
+        times = [o["LastModified"].timestamp() for page in pages.paginate(Bucket=bucket,
+                 Prefix=prefix) for o in page.get("Contents", [])]  # fmt: skip
+    else:
+        path = local_path(uri)
+        times = [p.stat().st_mtime for p in path.rglob("*")] if path.is_dir() else []
+    return max(times, default=None)
+
+
+def storage_now(folder: str) -> float:
+    """The storage's current time at ``folder``: a small object written there and its write
+    time read back (then removed), so ages are judged by the clock that wrote the files, never
+    by this machine's."""
+    probe = join(folder, f"_clock-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    write_bytes(probe, b"", "application/octet-stream")
+    try:
+        when = modified(probe)
+    finally:
+        _delete_file(probe)
+    if when is None:  # pragma: no cover - the object was just written
+        raise OSError(f"could not read the time of {redact(probe)}")
+    return when
+
+
+def delete_tree(uri: str) -> int:
+    """Delete a folder and all in it (and, on S3, its unfinished multipart uploads); the bytes
+    removed."""
+    entries = _tree_entries(uri) or []
+    size = sum(max(s, 0) for _, s in entries)
+    if is_s3(uri):
+        size += abort_uploads(uri)
+    _delete_tree(uri)
+    return size
+
+
+def abort_uploads(uri: str) -> int:
+    """Abort the unfinished multipart uploads under the folder ``uri`` (a writer killed
+    mid-upload leaves them, invisible to listings but stored and billed); the bytes they held."""
+    bucket, prefix, _ = _s3_folder(uri)
+    client = cached_s3_client(bucket)
+    size = 0
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket,
+                                                                        Prefix=prefix):  # fmt: skip
+        for upload in page.get("Uploads", []):
+            parts = client.list_parts(Bucket=bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"]).get("Parts", [])  # fmt: skip
+            size += sum(p.get("Size", 0) for p in parts)
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])  # fmt: skip
+    return size
+
+
+def pending_commits(out: str) -> list[str]:
+    """The datasets (URIs) that interrupted commits under ``out/_staging`` are to move in."""
+    found = []
+    for run in _journaled_runs(out):
+        journal = json.loads(read_bytes(join(out, STAGING_DIR, run, COMMIT_JOURNAL)))
+        found += [final for _, final in journal["datasets"] if final not in journal["moved"]]
+    return found
+
+
+def has_journal(folder: str) -> bool:
+    """Whether the staging folder ``folder`` holds a commit journal."""
+    uri = join(folder, COMMIT_JOURNAL)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        return _s3_has(bucket, key)
+    return local_path(uri).is_file()

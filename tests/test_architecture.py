@@ -20,7 +20,7 @@ PACKAGE = ROOT / "helpers"
 TOOLS = ROOT / "tools" / "fruits_tools"
 
 #: The layers, lowest first: each may import the ones before it, never one after it.
-BASE = {"_moved", "config", "defaults", "storage", "layout"}
+BASE = {"_moved", "config", "defaults", "storage", "layout", "generation"}
 LAYERS = ["core.", "spark.", "steps.", "faces."]
 #: Modules that run where Spark is absent (the app, ``predict``, the decoding inside workers,
 #: the launcher): they must not import pyspark, even inside a function.

@@ -939,6 +939,7 @@ def shared_studio(node, yarn, shared_cluster, shared_steps, tmp_path_factory):
     from tests.livy.server import LivyServer
 
     work = tmp_path_factory.mktemp("shared-studio")
+    (work / "livy").mkdir()
     server = LivyServer(str(node["spark_home"] / "bin" / "spark-submit"), shared_cluster["env"],
                         "cluster", work / "livy").start()  # fmt: skip
     try:

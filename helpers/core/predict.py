@@ -60,6 +60,24 @@ class Prediction:
         return f"not sure (best: {best})" if self.sure is False else best
 
 
+def _refuse_half_moved(recognizer_uri: str) -> None:
+    """A recognizer is whole in its output unless an interrupted commit is still moving it in
+    (its output's ``_staging`` holds the journal): refused then, in one line. Killed before its
+    commit, a ``recognize`` leaves the previous recognizer in place, which answers."""
+    uri = recognizer_uri.rstrip("/")
+    parent = uri.rsplit("/", 1)[0] if "/" in uri else "."
+    try:
+        pending = storage.pending_commits(parent)
+    except (OSError, ValueError):  # no output around it (a copied recognizer): nothing pending
+        return
+    target = storage.local_path(uri).resolve().as_posix() if storage.is_local(uri) else uri
+    if any(p.rstrip("/") in (target, uri) for p in pending):
+        raise ValueError(
+            f"{storage.redact(uri)} is being moved in by an interrupted commit: run "
+            "`helpers recognize` (or any step) on its output to finish it"
+        )
+
+
 class PhotoRecognizer:
     """A saved recognizer and its CNN, loaded once."""
 
@@ -86,6 +104,7 @@ class PhotoRecognizer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.uri = recognizer_uri
         self.batch_size = int(batch_size)
+        _refuse_half_moved(recognizer_uri)
         self.metadata = _read_metadata(recognizer_uri)
         arrays_uri = storage.join(recognizer_uri, self.metadata.get("arrays", arrays.ARRAYS_FILE))
         try:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from helpers import defaults, layout, storage
+from helpers import defaults, generation, layout, storage
 from helpers.core import inputs, report
 from helpers.core.recipe import FeatureSpec, Recipe
 from helpers.layout import OutputLayout
@@ -162,7 +162,9 @@ def extract_features(
     params.validate()  # cheap when the caller validated already: the weights are looked up once
     spark = spark or get_spark()
     out = OutputLayout(params.output_uri)
-    storage.recover_commits(out.root)  # a killed run's commit is finished before any read
+    _recover(out)
+    _repairing(out)
+    generation.begin(out.root, "features", layout.new_run_id())
     timings: dict[str, float] = {}
     recipe = effective_recipe(params.recipe())
     manifest = features_manifest(recipe, params, spark.version)
@@ -204,6 +206,7 @@ def extract_features(
     )
     run_report["stage_metrics"] = {"featurize": watch.metrics, "note": watch.note}
     report.write_report(run_report, out.run_report)
+    generation.finish(out.root, "features")
     if sum(c["ok"] for c in counts) == 0:
         n_files = sum(c["images"] for c in counts)
         example = f", for example {failures[0]['path']}: {failures[0]['error']}" if failures else ""
@@ -328,7 +331,9 @@ def reduce_features(
     reduce.validate_k(k)
     spark = spark or get_spark()
     out = OutputLayout(output_uri)
-    storage.recover_commits(out.root)
+    _recover(out)
+    generation.require(out.root, ["features"], "the PCA")
+    generation.begin(out.root, "reduction", layout.new_run_id())
     try:
         with jobs_named(spark, "reduce: read the features' schema", group="reduce"):
             stored = spark.read.parquet(out.spark(layout.FEATURES))
@@ -381,7 +386,24 @@ def reduce_features(
         },
     )
     report.write_report(pca_report, out.pca_report)
+    generation.finish(out.root, "reduction")
     return reduction, pca_report
+
+
+def _recover(out: OutputLayout) -> None:
+    """Before any read: finish the commits a killed run left, then remove the staging folders
+    of runs that no longer exist."""
+    storage.recover_commits(out.root)
+    layout.remove_orphans(out.root)
+
+
+def _repairing(out: OutputLayout) -> None:
+    """Say so when this run rewrites an output that a killed run left mixed."""
+    found = (
+        generation.check(out.root, ["features", "reduction"]) if generation.read(out.root) else []
+    )
+    if found:
+        log.warning("repairing %s: %s", storage.redact(out.root), "; ".join(found))
 
 
 def _previous_features(spark: SparkSession, out: OutputLayout, recipe: Recipe) -> DataFrame | None:

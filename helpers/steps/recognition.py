@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
-from helpers import defaults, storage
+from helpers import defaults, generation, storage
 from helpers.core import augment, report
 from helpers.core.recipe import Recipe, RecipeFormatError
 from helpers.layout import (
@@ -37,6 +37,8 @@ from helpers.layout import (
     RECOGNIZER,
     REDUCED,
     OutputLayout,
+    new_run_id,
+    remove_orphans,
 )
 from helpers.observe import plots
 from helpers.spark import classify, clustering, clutter, ingest, maps, reduce
@@ -147,6 +149,9 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
     params.validate()
     out = OutputLayout(params.output_uri)
     storage.recover_commits(out.root)  # a killed run's commit is finished before any read
+    remove_orphans(out.root)
+    generation.require(out.root, ["features", "reduction"], "recognize")
+    generation.begin(out.root, "recognition", new_run_id())
     timings: dict[str, float] = {}
     inputs = _read_inputs(spark, out)
     split = _split(params, inputs.features)
@@ -166,6 +171,7 @@ def run_recognition(params: RecognitionParams, spark: SparkSession) -> Recogniti
         out, params, split, trained, evaluated, clusters, scores, points, timings
     )
     report.write_report(result_report, out.path(RECOGNITION_REPORT))
+    generation.finish(out.root, "recognition")
     log.info(
         "recognition (%s): plain top-1 %.4f, cluttered top-1 %.4f top-3 %.4f, ARI %.4f",
         trained.recognizer.classifier,
