@@ -160,3 +160,17 @@ def test_orphans_on_s3_by_the_servers_clock_with_their_unfinished_uploads(aws_lo
     left = s3.list_objects_v2(Bucket="orphans", Prefix="out/_staging/").get("KeyCount")
     assert left == 0
     assert s3.list_multipart_uploads(Bucket="orphans", Prefix="out/").get("Uploads", []) == []
+
+
+def test_predict_refuses_a_recognizer_an_interrupted_commit_is_moving_in(tmp_path):
+    from helpers.core.predict import PhotoRecognizer
+
+    out = tmp_path / "out"
+    (out / "recognizer").mkdir(parents=True)
+    staging = out / layout.STAGING / "123-abcdef01"
+    (staging / "recognizer").mkdir(parents=True)
+    journal = {"datasets": [[str(staging / "recognizer"), str(out / "recognizer")]],
+               "cleared": [str(out / "recognizer")], "moved": []}  # fmt: skip
+    (staging / storage.COMMIT_JOURNAL).write_text(json.dumps(journal))
+    with pytest.raises(ValueError, match="being moved in by an interrupted commit"):
+        PhotoRecognizer(str(out / "recognizer"))
