@@ -622,6 +622,23 @@ def abort_uploads(uri: str) -> int:
     bucket, prefix, _ = _s3_folder(uri)
     client = cached_s3_client(bucket)
     size = 0
+    try:
+        size = _abort_uploads(client, bucket, prefix)
+    except Exception as err:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(err, ClientError) or "AccessDenied" not in str(err):
+            raise
+        # the bucket's lifecycle rule aborts them after a few days (s3 make-bucket)
+        logging.getLogger(__name__).warning(
+            "could not list the unfinished uploads under %s (s3:ListBucketMultipartUploads "
+            "not allowed): left to the bucket's lifecycle rule", redact(uri),
+        )  # fmt: skip
+    return size
+
+
+def _abort_uploads(client, bucket: str, prefix: str) -> int:
+    size = 0
     for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket,
                                                                         Prefix=prefix):  # fmt: skip
         for upload in page.get("Uploads", []):

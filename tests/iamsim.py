@@ -54,6 +54,11 @@ class Principal:
         return Principal(self.name, self.arn, tuple(docs))
 
 
+#: The account that owns the tests' buckets: sets their input up and reads the results.
+OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
+
+
 @dataclass
 class Simulator:
     """Decisions of the simulator, cached (requests repeat: the same key is read many times)."""

@@ -28,7 +28,7 @@ import pytest
 from fruits_tools import emr, iam, s3_staging, wheelhouse
 from tests import emr_box
 from tests.conftest import ROOT
-from tests.iamsim import ACCOUNT, Principal
+from tests.iamsim import ACCOUNT, OWNER, Principal
 from tests.ports import free_port
 from tests.s3gate import replay
 
@@ -55,8 +55,6 @@ def small_wheelhouse():
 
 SPEC = emr.ClusterSpec(bucket="bootstrap-rehearsal")
 NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": emr.render_policy(SPEC)})
-OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from fruits_tools import iam, s3_staging
 from tests import chaos, chaos_checks, emr_box
-from tests.iamsim import Principal
+from tests.iamsim import OWNER, Principal
 
 pytestmark = [pytest.mark.s3a, pytest.mark.spark, pytest.mark.slow]
 
@@ -18,8 +18,6 @@ KILLS = int(os.environ.get("FRUITS_CHAOS_KILLS", "6"))
 SEED = int(os.environ.get("FRUITS_CHAOS_SEED", "29"))
 BUCKET, REGION = "fruits-chaos", "eu-west-3"
 NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": iam.instance_policy(BUCKET)})
-OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")

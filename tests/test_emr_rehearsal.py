@@ -33,7 +33,7 @@ from fruits_tools import emr, iam, s3_staging
 from tests import emr_box
 from tests.clirun import run_cli
 from tests.conftest import ROOT
-from tests.iamsim import ACCOUNT, Principal
+from tests.iamsim import ACCOUNT, OWNER, Principal
 from tests.livy import same_shape, shape
 from tests.s3gate import replay
 
@@ -50,9 +50,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SPEC = emr.ClusterSpec(bucket="rehearsal")
 #: The principal the nodes run as: exactly the policy ``emr roles create`` attaches.
 NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": emr.render_policy(SPEC)})
-#: The account that owns the bucket: makes it and uploads the input and the code.
-OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +189,20 @@ def yarn_steps(node, yarn, emr_env, staged, aws):
         SPEC, SPEC.uri("input"), SPEC.uri("output"), extra_args=["--incremental"], jars=jars,
         recognize_args=RECOGNIZE_ARGS,
     )  # fmt: skip
+    return _run_steps(steps, emr_env, node, yarn, aws, SPEC.uri("output"), "output")
+
+
+def _run_steps(steps, env: dict, node: dict, yarn, aws: dict, output_uri: str, name: str) -> dict:
+    """The steps one after the other (stopping at a failed one), then their output downloaded
+    by the bucket's owner into ``node prefix/name``."""
     results = []
     for step in steps:
         args = _localize(step["HadoopJarStep"]["Args"], node["spark_home"])
-        results.append(_submit(args, emr_env, node["prefix"], yarn, step=step))
+        results.append(_submit(args, env, node["prefix"], yarn, step=step, name=step["Name"]))
         if results[-1]["done"].returncode != 0:
             break
-    output = node["prefix"] / "output"
-    s3_staging.download_prefix(SPEC.uri("output"), output, client=aws["owner"],
-                               expected_owner=ACCOUNT)  # fmt: skip
+    output = node["prefix"] / name
+    s3_staging.download_prefix(output_uri, output, client=aws["owner"], expected_owner=ACCOUNT)
     return {"output": output, "results": results}
 
 
@@ -771,19 +773,11 @@ def shared_cluster(node, yarn, aws, packed, staged):
 def shared_steps(node, yarn, aws, shared_cluster):
     """On the shared cluster, in YARN cluster mode with the archive: ``run`` and ``recognize``
     as ``emr submit --environment archive`` sends them."""
-    env, results = shared_cluster["env"], []
+    env = shared_cluster["env"]
     jars = [SHARED.uri("code", "jars", _sparkmeasure_jar().name)]
     steps = emr.pipeline_steps(SHARED, jars=jars, recognize_args=RECOGNIZE_ARGS,
                                environment="archive")  # fmt: skip
-    for step in steps:
-        args = _localize(step["HadoopJarStep"]["Args"], node["spark_home"])
-        results.append(_submit(args, env, node["prefix"], yarn, step=step, name=step["Name"]))
-        if results[-1]["done"].returncode != 0:
-            break
-    output = node["prefix"] / "shared-output"
-    s3_staging.download_prefix(SHARED.uri("output"), output, client=aws["owner"],
-                               expected_owner=ACCOUNT)  # fmt: skip
-    return {"output": output, "results": results}
+    return _run_steps(steps, env, node, yarn, aws, SHARED.uri("output"), "shared-output")
 
 
 def _localization_seconds(yarn) -> dict[str, float]:

@@ -30,7 +30,7 @@ from helpers.core import inputs
 from tests import emr_box, hostile
 from tests.clirun import run_cli
 from tests.conftest import ROOT
-from tests.iamsim import Principal
+from tests.iamsim import OWNER, Principal
 
 pytestmark = [pytest.mark.s3a, pytest.mark.spark, pytest.mark.slow]
 
@@ -49,8 +49,6 @@ LOGS = "fruits/logs/spark-events"
 #: The nodes' role (exactly ``emr/iam/instance-profile-policy.json``) runs every process here;
 #: the bucket's owner sets the input up and reads the results.
 NODE_ROLE = Principal.role(iam.INSTANCE_ROLE, **{"fruits-s3": iam.instance_policy(BUCKET)})
-OWNER = Principal.role("owner", all={"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
