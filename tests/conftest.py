@@ -191,7 +191,8 @@ def aws_local(s3_server, monkeypatch):
 
 #: Test modules that take minutes, started first so that the two workers of ``make test`` end
 #: together (each is one unit of work, see :func:`pytest_xdist_make_scheduler`).
-LONGEST_FIRST = ("test_emr_rehearsal", "test_notebooks", "notebooks", "test_s3a", "test_cli",
+LONGEST_FIRST = ("test_emr_rehearsal", "test_chaos_s3a", "test_notebooks", "notebooks",
+                 "test_chaos_local", "test_chaos_recognize", "test_s3a", "test_cli",
                  "test_worker_loss")  # fmt: skip
 
 
