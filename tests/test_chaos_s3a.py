@@ -43,6 +43,9 @@ def test_killed_runs_on_s3_leave_a_coherent_or_refused_output_and_no_orphans(
     for name, value in s3a_env["nodes"].items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_REGION", REGION)
+    import boto3
+
+    boto3.setup_default_session()  # not credentials an earlier test's session resolved
     backend = chaos_checks.S3Backend(s3a_env["owner"], BUCKET, "fruits/output/chaos")
     outcomes = chaos_checks.run_chaos(
         backend, s3a_env["env"], KILLS, SEED,

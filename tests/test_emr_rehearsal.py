@@ -965,8 +965,12 @@ def shared_studio(node, yarn, shared_cluster, shared_steps, tmp_path_factory):
         outputs = _outputs(executed, "PROBE")
         text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
                        for o in outputs)  # fmt: skip
-        sides = [json.loads(line.removeprefix("PROBE ")) for line in text.splitlines()
-                 if line.startswith("PROBE ")]  # fmt: skip
+        # each "PROBE {...}" wherever it is in the text (Livy joins a statement's output)
+        decoder, at = json.JSONDecoder(), 0
+        while (at := text.find("PROBE {", at)) != -1:
+            side, end = decoder.raw_decode(text, at + len("PROBE "))
+            sides.append(side)
+            at = end
     return {"done": done, "executed": executed, "apps": apps, "sides": sides}
 
 
