@@ -439,12 +439,15 @@ def _s3_folder(uri: str) -> tuple[str, str, str]:
     return bucket, key + "/", key + FOLDER_MARKER
 
 
+def _s3_objects(bucket: str, prefix: str) -> list[dict]:
+    """Every object under ``prefix`` (Key, Size, LastModified...), all pages."""
+    pages = cached_s3_client(bucket).get_paginator("list_objects_v2").paginate
+    return [o for page in pages(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+
+
 def _s3_keys(bucket: str, prefix: str) -> list[str]:
     """Every key under ``prefix``, all pages."""
-    pages = cached_s3_client(bucket).get_paginator("list_objects_v2").paginate
-    return [
-        o["Key"] for page in pages(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])
-    ]
+    return [o["Key"] for o in _s3_objects(bucket, prefix)]
 
 
 def _s3_has(bucket: str, key: str) -> bool:
@@ -536,10 +539,7 @@ def _tree_entries(uri: str) -> list[tuple[str, int]] | None:
     is a file; None when nothing is there."""
     if is_s3(uri):
         bucket, prefix, _ = _s3_folder(uri)
-        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
-        objects = [o for page in pages.paginate(Bucket=bucket, Prefix=prefix)
-                   for o in page.get("Contents", [])]  # fmt: skip
-        found = [(o["Key"][len(prefix) :], o["Size"]) for o in objects
+        found = [(o["Key"][len(prefix) :], o["Size"]) for o in _s3_objects(bucket, prefix)
                  if not o["Key"].endswith(FOLDER_MARKER)]  # fmt: skip
         if found:
             return found
@@ -581,9 +581,7 @@ def newest_modified(uri: str) -> float | None:
     """The latest write time of any file under the folder ``uri`` (storage's clock)."""
     if is_s3(uri):
         bucket, prefix, _ = _s3_folder(uri)
-        pages = cached_s3_client(bucket).get_paginator("list_objects_v2")
-        times = [o["LastModified"].timestamp() for page in pages.paginate(Bucket=bucket,
-                 Prefix=prefix) for o in page.get("Contents", [])]  # fmt: skip
+        times = [o["LastModified"].timestamp() for o in _s3_objects(bucket, prefix)]
     else:
         path = local_path(uri)
         times = [p.stat().st_mtime for p in path.rglob("*")] if path.is_dir() else []
@@ -621,9 +619,8 @@ def abort_uploads(uri: str) -> int:
     mid-upload leaves them, invisible to listings but stored and billed); the bytes they held."""
     bucket, prefix, _ = _s3_folder(uri)
     client = cached_s3_client(bucket)
-    size = 0
     try:
-        size = _abort_uploads(client, bucket, prefix)
+        return _abort_uploads(client, bucket, prefix)
     except Exception as err:
         from botocore.exceptions import ClientError
 
@@ -634,7 +631,7 @@ def abort_uploads(uri: str) -> int:
             "could not list the unfinished uploads under %s (s3:ListBucketMultipartUploads "
             "not allowed): left to the bucket's lifecycle rule", redact(uri),
         )  # fmt: skip
-    return size
+    return 0
 
 
 def _abort_uploads(client, bucket: str, prefix: str) -> int:
