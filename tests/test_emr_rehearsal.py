@@ -606,10 +606,9 @@ def studio_run(node, yarn, livy, history_server, staged, aws, tmp_path_factory):
         declared = set(papermill.inspect_notebook(str(book)))
         params = {k: v for k, v in given.items() if k in declared}
         before = set(yarn.application_ids())
-        done = subprocess.run(
-            [sys.executable, "-m", "papermill", str(book), str(executed / book.name),
-             "-k", "pysparkkernel", "-y", json.dumps(params), "--no-progress-bar"],
-            env=env, cwd=work, capture_output=True, text=True, timeout=1500,
+        done = kernel.papermill(
+            [str(book), str(executed / book.name), "-k", "pysparkkernel",
+             "-y", json.dumps(params), "--no-progress-bar"], env=env, cwd=work, timeout=1500,
         )  # fmt: skip
         runs.append({"book": book.name, "done": done,
                      "apps": sorted(set(yarn.application_ids()) - before)})  # fmt: skip
@@ -953,9 +952,9 @@ def shared_studio(node, yarn, shared_cluster, shared_steps, tmp_path_factory):
         nbformat.write(book, str(path))
         env = {**os.environ, **kernel.install(work / "kernel", server.url)}
         before = set(yarn.application_ids())
-        done = subprocess.run(
-            [sys.executable, "-m", "papermill", str(path), str(executed), "-k", "pysparkkernel",
-             "--no-progress-bar"], env=env, cwd=work, capture_output=True, text=True, timeout=900,
+        done = kernel.papermill(
+            [str(path), str(executed), "-k", "pysparkkernel", "--no-progress-bar"],
+            env=env, cwd=work, timeout=900,
         )  # fmt: skip
         apps = sorted(set(yarn.application_ids()) - before)
     finally:

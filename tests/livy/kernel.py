@@ -58,3 +58,25 @@ def config(livy_url: str, startup_timeout_s: int = 600) -> dict:
         "shutdown_session_on_spark_statement_errors": True,
         "use_auto_viz": False,
     }
+
+
+#: what a kernel prints when a port jupyter_client chose for it was taken before it bound it
+_PORT_TAKEN = ("Address already in use", "Kernel died before replying to kernel_info")
+
+
+def papermill(
+    args: list[str], *, env: dict[str, str], cwd: Path, timeout: int, attempts: int = 3
+) -> subprocess.CompletedProcess:
+    """``python -m papermill ARGS``, run again when the kernel could not start because one of
+    its ports was taken. jupyter_client picks a kernel's five ports with ``bind(0)`` and frees
+    them for the kernel to bind: they come from the ephemeral range every outbound connection
+    on the machine also draws from (a YARN minicluster makes many), and neither papermill nor
+    nbclient lets a caller choose them. No cell has run then, so running again is safe."""
+    import sys
+
+    for _ in range(attempts):
+        done = subprocess.run([sys.executable, "-m", "papermill", *args], env=env, cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        if done.returncode == 0 or not all(s in done.stderr for s in _PORT_TAKEN):
+            return done
+    return done
