@@ -10,7 +10,7 @@ INPUT ?= data_sample
 OUTPUT ?= output
 ARGS ?=
 
-.PHONY: setup setup-iam jars pack chaos run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-runtimes bench-recognition sample notebooks-refresh clean
+.PHONY: setup setup-iam jars pack chaos run run-cli test test-fast rehearse-emr lint bench bench-scale bench-featurize bench-fixed-cost bench-profile bench-runtimes bench-recognition sample notebooks-refresh clean
 
 setup: $(VENV)/.installed
 
@@ -97,6 +97,10 @@ bench: setup
 bench-scale: setup
 	$(BIN)/python benchmarks/scale_bench.py $(ARGS)
 	$(BIN)/python benchmarks/sizing.py
+
+# Where each millisecond of an image goes inside one featurizing task (fast mode by default).
+bench-profile: setup
+	$(BIN)/python benchmarks/image_profile.py $(ARGS)
 
 # Where a run's fixed cost goes, from its event log (MODE=openvino-96 for the fast mode).
 MODE ?= default
