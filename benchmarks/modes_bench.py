@@ -9,6 +9,8 @@ Runs, one after the other on the same folder:
   ``tf.function``, batches of 64; timed from the first file read (model already built); then
   the same with TensorFlow's oneDNN kernels, which the project's TensorFlow workers turn on;
 - the reference approach of published solutions (``benchmarks/reference_approach.py``);
+- Spark's own DL inference API, ``predict_batch_udf``, with the plain loop's model and images
+  (``benchmarks/predict_batch_udf_approach.py``);
 - ``python -m helpers run`` as a user runs it (JVM start, listing, features, PCA, reports),
   in the default mode and in each fast mode (input size x runtime x precision).
 
@@ -92,6 +94,13 @@ print(json.dumps({{"images": len(files), "seconds": seconds}}))
 
 def reference(dataset: Path, out: Path) -> dict:
     done = _run([sys.executable, str(ROOT / "benchmarks" / "reference_approach.py"),
+                 str(dataset), str(out)])  # fmt: skip
+    result = json.loads(done.splitlines()[-1])
+    return {"images": result["images"], "wall_s": result["wall_s"], "features": out}
+
+
+def spark_predict_batch_udf(dataset: Path, out: Path) -> dict:
+    done = _run([sys.executable, str(ROOT / "benchmarks" / "predict_batch_udf_approach.py"),
                  str(dataset), str(out)])  # fmt: skip
     result = json.loads(done.splitlines()[-1])
     return {"images": result["images"], "wall_s": result["wall_s"], "features": out}
@@ -188,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=7200)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--no-reference", action="store_true", help="skip the reference approach")
+    parser.add_argument("--no-predict-batch-udf", action="store_true",
+                        help="skip Spark's predict_batch_udf row")  # fmt: skip
     parser.add_argument("--no-onednn-loop", action="store_true",
                         help="skip the plain loop with TensorFlow's oneDNN kernels")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "output" / "benchmarks"))
@@ -223,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                          lambda: plain_keras_loop(dataset, onednn, True), []))  # fmt: skip
         if not args.no_reference:
             runs.append(("reference approach", lambda: reference(dataset, work / "reference"), []))
+        if not args.no_predict_batch_udf:
+            runs.append(("Spark predict_batch_udf",
+                         lambda: spark_predict_batch_udf(dataset, work / "pbu"), []))  # fmt: skip
         for mode in modes:
             runs.append(
                 (mode, lambda m=mode: helpers_run(dataset, work / m, MODES[m]), MODES[mode])

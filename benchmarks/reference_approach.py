@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ import pandas as pd
 def main(argv: list[str]) -> int:
     images_dir, output_dir = argv
     started = time.perf_counter()
+    # the workers run this interpreter (its packages), not whichever python3 is on the PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
