@@ -14,12 +14,15 @@ included), images/s.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_approach import jpegs, local_session, write_and_report  # noqa: E402
 
 
 def make_predict_fn(weights_file: str):
@@ -53,37 +56,19 @@ def main(argv: list[str]) -> int:
     # the workers run this interpreter (its packages), not whichever python3 is on the PATH
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.ml.functions import predict_batch_udf
-    from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
 
     from helpers.core.backbones import get_backbone
     from helpers.core.recipe import resolve_weights
 
-    spark = (
-        SparkSession.builder.master("local[*]")
-        .appName("predict-batch-udf")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    spark = local_session("predict-batch-udf")
     weights_file = resolve_weights(get_backbone("mobilenet_v2"), "imagenet")
     featurize = predict_batch_udf(
         make_predict_fn(weights_file), return_type=ArrayType(FloatType()), batch_size=64
     )
-    images = (
-        spark.read.format("binaryFile")
-        .option("pathGlobFilter", "*.jpg")
-        .option("recursiveFileLookup", "true")
-        .load(images_dir)
-        .select("path")  # the content column is pruned: predict reads each file itself
-    )
-    images = images.withColumn("label", F.element_at(F.split(F.col("path"), "/"), -2))
-    features = images.select("path", "label", featurize("path").alias("features"))
-    features.write.mode("overwrite").parquet(output_dir)
-    n = spark.read.parquet(output_dir).count()
-    spark.stop()
-    wall = time.perf_counter() - started
-    print(json.dumps({"images": n, "wall_s": wall, "images_per_s": n / wall}))
+    # only path and label are selected, so binaryFile never reads the content: predict does
+    features = jpegs(spark, images_dir).select("path", "label", featurize("path").alias("features"))
+    write_and_report(spark, features, output_dir, started)
     return 0
 
 

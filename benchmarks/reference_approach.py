@@ -22,24 +22,50 @@ import numpy as np
 import pandas as pd
 
 
+def local_session(app_name: str, **conf: str):
+    """The comparison scripts' Spark session: every core, no UI."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[*]").appName(app_name)
+    for key, value in {"spark.ui.enabled": "false", **conf}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def jpegs(spark, images_dir: str):
+    """binaryFile over the folder's JPEGs (path, content, ...) with the label (parent folder)."""
+    from pyspark.sql import functions as F
+
+    images = (
+        spark.read.format("binaryFile")
+        .option("pathGlobFilter", "*.jpg")
+        .option("recursiveFileLookup", "true")
+        .load(images_dir)
+    )
+    return images.withColumn("label", F.element_at(F.split(F.col("path"), "/"), -2))
+
+
+def write_and_report(spark, features, output_dir: str, started: float) -> None:
+    """Write the features, count them back, stop, and print the JSON line the bench reads."""
+    features.write.mode("overwrite").parquet(output_dir)
+    n = spark.read.parquet(output_dir).count()
+    spark.stop()
+    wall = time.perf_counter() - started
+    print(json.dumps({"images": n, "wall_s": wall, "images_per_s": n / wall}))
+
+
 def main(argv: list[str]) -> int:
     images_dir, output_dir = argv
     started = time.perf_counter()
     # the workers run this interpreter (its packages), not whichever python3 is on the PATH
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
     from helpers.core.backbones import get_backbone
     from helpers.core.recipe import resolve_weights
 
-    spark = (
-        SparkSession.builder.master("local[*]")
-        .appName("reference-approach")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "1024")
-        .getOrCreate()
-    )
+    spark = local_session("reference-approach",
+                          **{"spark.sql.execution.arrow.maxRecordsPerBatch": "1024"})  # fmt: skip
     import keras
 
     weights_file = resolve_weights(get_backbone("mobilenet_v2"), "imagenet")
@@ -68,21 +94,12 @@ def main(argv: list[str]) -> int:
             batch = np.stack([preprocess(c) for c in contents])
             yield pd.Series(list(rebuilt.predict(batch, verbose=0)))
 
-    images = (
-        spark.read.format("binaryFile")
-        .option("pathGlobFilter", "*.jpg")
-        .option("recursiveFileLookup", "true")
-        .load(images_dir)
+    features = (
+        jpegs(spark, images_dir)
+        .repartition(20)
+        .select("path", "label", featurize("content").alias("features"))
     )
-    images = images.withColumn("label", F.element_at(F.split(F.col("path"), "/"), -2))
-    features = images.repartition(20).select(
-        "path", "label", featurize("content").alias("features")
-    )
-    features.write.mode("overwrite").parquet(output_dir)
-    n = spark.read.parquet(output_dir).count()
-    spark.stop()
-    wall = time.perf_counter() - started
-    print(json.dumps({"images": n, "wall_s": wall, "images_per_s": n / wall}))
+    write_and_report(spark, features, output_dir, started)
     return 0
 
 
