@@ -61,6 +61,11 @@ def test_main_job_on_data_sample(tmp_path):
         "--classifier", "logistic_regression",  # one head: the comparison is the notebooks' test
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    # a step's stderr is a log: the project's lines, no console bar of Spark's task counts; the
+    # whole story in the output's logs/, as for run
+    assert "[Stage " not in done.stderr, done.stderr[-2000:]
+    (recognize_log,) = (out / "logs").glob("recognize-*.log")
+    assert "writing recognizer" in recognize_log.read_text()
     summary = json.loads(done.stdout)
     assert summary["split"]["test_rows"] == 36 and summary["accuracy"] >= 0.9
     assert 5 <= summary["clusters"] <= 7

@@ -119,6 +119,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 def _recognize(args: argparse.Namespace) -> int:
     from helpers import storage
     from helpers.layout import RECOGNITION_REPORT
+    from helpers.observe import logs
     from helpers.spark.session import get_spark
     from helpers.steps.recognition import RecognitionParams, run_recognition
 
@@ -133,7 +134,14 @@ def _recognize(args: argparse.Namespace) -> int:
         n_clusters=args.n_clusters,
         cluster_k_range=tuple(args.cluster_k_range) if args.cluster_k_range else None,
     ).validate()
-    spark = get_spark(args.master)
+    # as for run: every line, libraries' included, in the output's logs/ for support
+    log_file = logs.log_file(args.output, "recognize")
+    logs.setup_logging(log_file)
+    if log_file is not None:
+        logging.getLogger(__name__).info("full log: %s", log_file)
+    # a step's stderr is a log, not a terminal: no console bar of task counts in it
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    spark = get_spark(args.master, conf=conf, log_file=log_file)
     try:
         result = run_recognition(params, spark)
     finally:
