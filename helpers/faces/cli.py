@@ -47,11 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
+def _step_session(args: argparse.Namespace, name: str, **spark_options):
+    """The Spark session of a chain step (``run``, ``recognize``): everything, libraries' INFO
+    lines and Spark's included, in ``<output>/logs/<name>-*.log`` for support (local outputs),
+    and no console bar of task counts (a step's stderr is a log, not a terminal)."""
+    from helpers.observe import logs
+    from helpers.spark.session import get_spark
+
+    log_file = logs.log_file(args.output, name)
+    logs.setup_logging(log_file)
+    if log_file is not None:
+        logging.getLogger(__name__).info("full log: %s", log_file)
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    return get_spark(args.master, conf=conf, log_file=log_file, **spark_options)
+
+
 def _run(args: argparse.Namespace) -> int:
     from helpers.core import inputs
     from helpers.layout import PCA_REPORT, RUN_REPORT, OutputLayout
-    from helpers.observe import logs
-    from helpers.spark.session import get_spark, stop_if_owned
+    from helpers.spark.session import stop_if_owned
     from helpers.steps.extraction import RunParams, run
 
     params = RunParams(
@@ -71,14 +85,8 @@ def _run(args: argparse.Namespace) -> int:
     event_logs = args.event_log_dir
     if event_logs is None:
         event_logs = OutputLayout(args.output).local_event_logs()
-    # everything, libraries' INFO lines and Spark's included, for support
-    log_file = logs.log_file(args.output, "run")
-    logs.setup_logging(log_file)
-    if log_file is not None:
-        logging.getLogger(__name__).info("full log: %s", log_file)
     # the progress line (--progress) replaces Spark's console bar of task counts
-    conf = {"spark.ui.showConsoleProgress": "false"}
-    spark = get_spark(args.master, conf=conf, event_log_dir=event_logs, log_file=log_file)
+    spark = _step_session(args, "run", event_log_dir=event_logs)
     try:
         result = run(params, spark, progress=args.progress)
     finally:
@@ -119,8 +127,6 @@ def _notebooks(args: argparse.Namespace) -> int:
 def _recognize(args: argparse.Namespace) -> int:
     from helpers import storage
     from helpers.layout import RECOGNITION_REPORT
-    from helpers.observe import logs
-    from helpers.spark.session import get_spark
     from helpers.steps.recognition import RecognitionParams, run_recognition
 
     params = RecognitionParams(
@@ -134,14 +140,7 @@ def _recognize(args: argparse.Namespace) -> int:
         n_clusters=args.n_clusters,
         cluster_k_range=tuple(args.cluster_k_range) if args.cluster_k_range else None,
     ).validate()
-    # as for run: every line, libraries' included, in the output's logs/ for support
-    log_file = logs.log_file(args.output, "recognize")
-    logs.setup_logging(log_file)
-    if log_file is not None:
-        logging.getLogger(__name__).info("full log: %s", log_file)
-    # a step's stderr is a log, not a terminal: no console bar of task counts in it
-    conf = {"spark.ui.showConsoleProgress": "false"}
-    spark = get_spark(args.master, conf=conf, log_file=log_file)
+    spark = _step_session(args, "recognize")
     try:
         result = run_recognition(params, spark)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 #: sparkmagic and the kernel it runs on, pinned: sparkmagic 0.23.0 supports IPython 9 and
@@ -72,8 +73,6 @@ def papermill(
     them for the kernel to bind: they come from the ephemeral range every outbound connection
     on the machine also draws from (a YARN minicluster makes many), and neither papermill nor
     nbclient lets a caller choose them. No cell has run then, so running again is safe."""
-    import sys
-
     for _ in range(attempts):
         done = subprocess.run([sys.executable, "-m", "papermill", *args], env=env, cwd=cwd,
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
