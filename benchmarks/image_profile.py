@@ -98,7 +98,7 @@ def profile(files: list[Path], runtime: str, size: int, precision: str, batch: i
 
     data = [inputs.read_file(p) for p in paths]
     steps["read"] = per_item_ms(lambda: [inputs.read_file(p) for p in paths], n)
-    native = [images.decode_rgb(d, (100, 100)) for d in data[:1]][0].shape[:2][::-1]
+    native = images.probe(data[0])[:2]  # (width, height) as stored: Fruits-360 is 100x100
     decode = per_item_ms(lambda: [images.decode_rgb(d, native) for d in data], n)
     decode_resize = per_item_ms(lambda: [images.decode_rgb(d, backbone.input_size) for d in data],
                                 n)  # fmt: skip
